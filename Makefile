@@ -1,0 +1,54 @@
+# inferpool: every target installs what it needs (venv, sandbox binaries) on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo \
+        bench-engine bench-scaling clean
+
+help:
+	@echo "make demo        sandbox up, operator running, sample pools placed, load spike and pool failure"
+	@echo "make test        lint, types, import contract, then every test (builds the sandbox once)"
+	@echo "make test-unit   the fast tests only (no sandbox)"
+	@echo "make sandbox-bin build or find the sandbox binaries (cached in ~/.cache/inferpool)"
+	@echo "make crds        regenerate crds/ from the pydantic models"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+sandbox-bin: venv
+	$(BIN)/inferpool sandbox build
+
+test: lint sandbox-bin
+	$(BIN)/pytest
+
+test-unit: venv
+	$(BIN)/pytest -m "not sandbox and not prometheus"
+
+sandbox-up: sandbox-bin
+	$(BIN)/inferpool sandbox up
+
+sandbox-down: venv
+	$(BIN)/inferpool sandbox down
+
+crds: venv
+	$(BIN)/inferpool crds --output-dir crds
+
+demo: venv
+	@echo "make demo: not yet (lands with the packaging issue); try: make sandbox-up"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

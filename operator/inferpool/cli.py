@@ -1,0 +1,39 @@
+"""The `inferpool` command line.
+
+Each area registers its own subcommands from a module of its own, so this file stays a
+table of contents. Imports are lazy: `inferpool sandbox` must not pay for kopf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module with `register(parser)`, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sandbox": ("inferpool.sandbox.cli", "local control plane with simulated accelerator pools"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inferpool",
+        description="Place model-serving replicas across NVIDIA, TPU and Neuron node pools.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).register(command_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""`inferpool sandbox ...` subcommands. Output for scripts: `up` prints the kubeconfig path last."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from inferpool.sandbox.errors import SandboxError
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="sandbox_command", required=True, metavar="ACTION")
+
+    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int]
+            ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--name", default="default", help="sandbox name (default: %(default)s)")
+        p.set_defaults(func=_guarded(func))
+        return p
+
+    p = add("up", "start a sandbox and create its simulated node pools", _up)
+    p.add_argument("--pools", type=Path, help="pool description YAML (default: the built-in one)")
+    add("down", "stop a sandbox's processes and remove its data", _down)
+    add("status", "show whether a sandbox runs (JSON)", _status)
+    add("kubeconfig", "print the path of a running sandbox's admin kubeconfig", _kubeconfig)
+    sub.add_parser("build", help="build (or find) the sandbox binaries and print their paths"
+                   ).set_defaults(func=_guarded(_build))
+    for action, help_text in (
+        ("fail", "stop the simulated kubelet of nodes (they go NotReady, as when it dies)"),
+        ("cordon", "mark nodes unschedulable"),
+        ("delete", "delete nodes (as when spot capacity is reclaimed)"),
+        ("recover", "undo fail/cordon/delete"),
+    ):
+        p = add(action, help_text, _fault(action))
+        p.add_argument("nodes", nargs="*", metavar="NODE")
+        p.add_argument("--pool", help="act on every node of this pool")
+
+
+def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except SandboxError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+def _up(args: argparse.Namespace) -> int:
+    from inferpool.sandbox import control
+
+    try:
+        state = control.up(args.name, args.pools, log=_log)
+    except control.AlreadyRunning as exc:
+        _log(str(exc))
+        state = exc.state
+    print(state.kubeconfig)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from inferpool.sandbox import control
+
+    control.down(args.name, log=_log)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from inferpool.sandbox import control
+
+    print(json.dumps(control.status(args.name), indent=2))
+    return 0
+
+
+def _kubeconfig(args: argparse.Namespace) -> int:
+    from inferpool.sandbox import control
+
+    print(control.require(args.name).kubeconfig)
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from inferpool.sandbox import binaries
+
+    for name, path in binaries.ensure(_log).items():
+        print(f"{name}\t{path}")
+    return 0
+
+
+def _fault(action: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from inferpool.sandbox import control, nodes
+
+        state = control.require(args.name)
+        names = nodes.resolve(state, args.nodes, args.pool)
+        getattr(nodes, action)(state, names)
+        _log(f"{action}: {', '.join(names)}")
+        return 0
+    return run

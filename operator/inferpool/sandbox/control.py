@@ -1,0 +1,272 @@
+"""`inferpool sandbox up | down | status`: a real control plane with simulated accelerator nodes.
+
+etcd, kube-apiserver (RBAC, TLS, service-account tokens), kube-controller-manager (short node
+monitor grace period), kube-scheduler and kwok run as local processes; KWOK fakes the kubelets of
+nodes made from a pool description. Each sandbox lives in its own folder with its own ports, so
+several can run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import ssl
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inferpool.sandbox import binaries, kubeconfig, pki, processes
+from inferpool.sandbox import pools as pool_desc
+from inferpool.sandbox.errors import SandboxError
+
+Log = Callable[[str], None]
+
+NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+NODE_MONITOR_GRACE_SECONDS = 10
+# kwok renews node leases every lease-duration/4: 8 s leases keep renewals well inside the
+# 10 s grace period while a stopped heartbeat is still noticed within it.
+NODE_LEASE_SECONDS = 8
+# Start order; `down` stops them in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def state_root() -> Path:
+    if env := os.environ.get("INFERPOOL_STATE"):
+        return Path(env)
+    return binaries.cache_root() / "sandboxes"
+
+
+@dataclass
+class SandboxState:
+    name: str
+    directory: str
+    kubeconfig: str
+    server: str
+    pools_file: str
+    ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    started_at: float = 0.0
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory)
+
+    def alive(self) -> dict[str, bool]:
+        return {c: processes.is_ours(pid, c) for c, pid in self.pids.items()}
+
+    def save(self) -> None:
+        (self.path / "state.json").write_text(json.dumps(asdict(self), indent=2))
+
+
+def sandbox_dir(name: str) -> Path:
+    return state_root() / name
+
+
+def load_state(name: str) -> SandboxState | None:
+    path = sandbox_dir(name) / "state.json"
+    if not path.is_file():
+        return None
+    return SandboxState(**json.loads(path.read_text()))
+
+
+def _check_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise SandboxError(f"invalid sandbox name {name!r}: use lower-case letters, digits and "
+                           "'-' (at most 32 characters)")
+
+
+def up(name: str = "default", pools_file: Path | None = None, log: Log = print) -> SandboxState:
+    """Start a sandbox (building binaries on first use) and create its simulated node pools."""
+    _check_name(name)
+    existing = load_state(name)
+    if existing is not None:
+        if all(existing.alive().values()):
+            raise AlreadyRunning(existing)
+        log(f"sandbox {name!r} has stale state (some processes died); starting it afresh")
+        down(name, log=lambda _msg: None)
+    description = pool_desc.load(pools_file)  # refuse a bad description before starting anything
+    bins = binaries.ensure(log)
+    started = time.monotonic()
+    directory = sandbox_dir(name)
+    shutil.rmtree(directory, ignore_errors=True)
+    (directory / "logs").mkdir(parents=True)
+    pools_copy = directory / "pools.yaml"
+    pools_copy.write_text(pools_file.read_text() if pools_file else pool_desc.default_text())
+
+    ports = {c: processes.free_port() for c in (*COMPONENTS, "etcd-peer")}
+    server = f"https://127.0.0.1:{ports['kube-apiserver']}"
+    state = SandboxState(
+        name=name, directory=str(directory), kubeconfig=str(directory / "kubeconfig"),
+        server=server, pools_file=str(pools_copy), ports=ports, started_at=time.time(),
+    )
+    try:
+        _start_all(state, bins, log)
+        state.save()
+        from inferpool.sandbox import nodes  # the Kubernetes client is slow to import
+
+        nodes.create_pools(state, description, log)
+    except BaseException:
+        log(f"start-up of sandbox {name!r} failed; logs are in {directory / 'logs'}")
+        _stop_all(state)
+        raise
+    log(f"sandbox {name!r} is up in {time.monotonic() - started:.1f} s "
+        f"({sum(p.nodes for p in description.pools)} nodes in {len(description.pools)} pools)")
+    return state
+
+
+class AlreadyRunning(SandboxError):
+    def __init__(self, state: SandboxState) -> None:
+        super().__init__(f"sandbox {state.name!r} already runs; kubeconfig: {state.kubeconfig}")
+        self.state = state
+
+
+def _start_all(state: SandboxState, bins: dict[str, Path], log: Log) -> None:
+    d, p = state.path, state.ports
+    pki_dir = d / "pki"
+    pki.create(pki_dir)
+    etcd_url = f"http://127.0.0.1:{p['etcd']}"
+    peer_url = f"http://127.0.0.1:{p['etcd-peer']}"
+
+    def launch(component: str, args: list[str]) -> None:
+        state.pids[component] = processes.start(bins[component], args,
+                                                d / "logs" / f"{component}.log")
+        state.save()  # so that `down` can stop what started even if start-up fails later
+
+    launch("etcd", [
+        "--name=sandbox", f"--data-dir={d / 'etcd'}",
+        f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+        f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=sandbox={peer_url}", "--unsafe-no-fsync",
+        "--listen-metrics-urls=", "--log-level=warn",
+    ])
+    _wait_http(f"{etcd_url}/health", "etcd", state, timeout=30)
+
+    launch("kube-apiserver", [
+        f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1", f"--secure-port={p['kube-apiserver']}",
+        f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
+        f"--client-ca-file={pki_dir / 'ca.crt'}",
+        "--authorization-mode=RBAC",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki_dir / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
+        "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
+        "--endpoint-reconciler-type=none", "--max-requests-inflight=800",
+        "--max-mutating-requests-inflight=400",
+    ])
+    ssl_ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    ssl_ctx.load_cert_chain(pki_dir / "admin.crt", pki_dir / "admin.key")
+    _wait_http(f"{state.server}/readyz", "kube-apiserver", state, timeout=60, ssl_ctx=ssl_ctx)
+
+    kubeconfig.write(Path(state.kubeconfig), server=state.server, pki=pki_dir, client="admin",
+                     cluster_name=f"inferpool-{state.name}")
+    configs = {
+        client: kubeconfig.write(d / f"{client}.kubeconfig", server=state.server, pki=pki_dir,
+                                 client=client, cluster_name=f"inferpool-{state.name}")
+        for client in ("controller-manager", "scheduler", "kwok")
+    }
+    kcm = str(configs["controller-manager"])
+    launch("kube-controller-manager", [
+        f"--kubeconfig={kcm}", f"--authentication-kubeconfig={kcm}",
+        f"--authorization-kubeconfig={kcm}", "--bind-address=127.0.0.1",
+        f"--secure-port={p['kube-controller-manager']}", "--leader-elect=false",
+        f"--node-monitor-grace-period={NODE_MONITOR_GRACE_SECONDS}s",
+        "--node-monitor-period=1s",
+        f"--service-account-private-key-file={pki_dir / 'sa.key'}",
+        f"--root-ca-file={pki_dir / 'ca.crt'}", "--use-service-account-credentials=true",
+        f"--cluster-signing-cert-file={pki_dir / 'ca.crt'}",
+        f"--cluster-signing-key-file={pki_dir / 'ca.key'}",
+        "--kube-api-qps=200", "--kube-api-burst=400", "--concurrent-deployment-syncs=10",
+        "--concurrent-replicaset-syncs=10",
+    ])
+    sched = str(configs["scheduler"])
+    launch("kube-scheduler", [
+        f"--kubeconfig={sched}", f"--authentication-kubeconfig={sched}",
+        f"--authorization-kubeconfig={sched}", "--bind-address=127.0.0.1",
+        f"--secure-port={p['kube-scheduler']}", "--leader-elect=false",
+    ])
+    launch("kwok", [
+        f"--kubeconfig={configs['kwok']}", "--manage-all-nodes=false",
+        f"--manage-nodes-with-annotation-selector={pool_desc.KWOK_ANNOTATION}=fake",
+        "--cidr=10.0.0.1/16", "--node-ip=10.0.0.1",
+        f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
+        f"--server-address=127.0.0.1:{p['kwok']}",
+    ])
+    log(f"control plane of sandbox {state.name!r} is up at {state.server}")
+
+
+def _wait_http(url: str, component: str, state: SandboxState, timeout: float,
+               ssl_ctx: ssl.SSLContext | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not processes.is_ours(state.pids[component], component):
+            raise SandboxError(f"{component} exited during start-up; see "
+                               f"{state.path / 'logs' / (component + '.log')}:\n"
+                               + _tail(state.path / "logs" / f"{component}.log"))
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=ssl_ctx) as resp:
+                if resp.status == 200:
+                    return
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise SandboxError(f"{component} did not become ready within {timeout:.0f} s ({last})")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _stop_all(state: SandboxState) -> None:
+    for component in reversed(COMPONENTS):
+        if (pid := state.pids.get(component)) is not None:
+            processes.stop(pid, component)
+
+
+def down(name: str = "default", log: Log = print) -> bool:
+    """Stop a sandbox's processes and remove its data. False when it was not running."""
+    _check_name(name)
+    state = load_state(name)
+    if state is None:
+        log(f"sandbox {name!r} is not running")
+        return False
+    _stop_all(state)
+    shutil.rmtree(state.path, ignore_errors=True)
+    log(f"sandbox {name!r} stopped and its data removed")
+    return True
+
+
+def status(name: str = "default") -> dict[str, Any]:
+    state = load_state(name)
+    if state is None:
+        return {"name": name, "running": False}
+    alive = state.alive()
+    return {
+        "name": name, "running": all(alive.values()), "processes": alive,
+        "kubeconfig": state.kubeconfig, "server": state.server,
+        "uptimeSeconds": round(time.time() - state.started_at),
+    }
+
+
+def list_names() -> list[str]:
+    root = state_root()
+    return sorted(p.name for p in root.iterdir() if (p / "state.json").is_file()) \
+        if root.is_dir() else []
+
+
+def require(name: str) -> SandboxState:
+    state = load_state(name)
+    if state is None or not all(state.alive().values()):
+        raise SandboxError(f"sandbox {name!r} is not running (start it: inferpool sandbox up "
+                           f"--name {name})")
+    return state

@@ -1,0 +1,146 @@
+"""Simulated nodes: create them from the pool description, and inject faults into them.
+
+A node's "kubelet" is kwok, which only manages nodes annotated `kwok.x-k8s.io/node=fake`. Failing
+a node removes that annotation: heartbeats and lease renewals stop exactly as when a kubelet dies,
+and the node lifecycle controller marks the node Unknown after its grace period and taints it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from inferpool.sandbox import pools as pool_desc
+from inferpool.sandbox.control import SandboxState
+from inferpool.sandbox.errors import SandboxError
+
+Log = Callable[[str], None]
+FAILED_ANNOTATION = "sandbox.inferpool.dev/failed"
+
+
+def core_api(state: SandboxState) -> client.CoreV1Api:
+    api_client = config.new_client_from_config(config_file=state.kubeconfig)
+    api_client.configuration.connection_pool_maxsize = 16
+    return client.CoreV1Api(api_client)
+
+
+def create_pools(state: SandboxState, description: pool_desc.PoolsFile, log: Log,
+                 timeout: float = 120.0) -> None:
+    api = core_api(state)
+    manifests = [pool.node_manifest(i) for pool in description.pools for i in range(pool.nodes)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda body: _create_node(api, body), manifests))
+    names = {m["metadata"]["name"] for m in manifests}
+    _wait(lambda: names <= _ready_node_names(api), timeout,
+          f"{len(names)} simulated nodes to become Ready")
+    # Pods need the namespace's default ServiceAccount, made by the controller-manager.
+    _wait(lambda: _has_default_sa(api), 60, "the default ServiceAccount")
+    log(f"{len(names)} simulated nodes Ready")
+
+
+def _create_node(api: client.CoreV1Api, body: dict[str, Any]) -> None:
+    try:
+        api.create_node(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def _ready_node_names(api: client.CoreV1Api) -> set[str]:
+    ready = set()
+    for node in api.list_node().items:
+        for cond in node.status.conditions or []:
+            if cond.type == "Ready" and cond.status == "True":
+                ready.add(node.metadata.name)
+    return ready
+
+
+def _has_default_sa(api: client.CoreV1Api) -> bool:
+    try:
+        api.read_namespaced_service_account("default", "default")
+    except ApiException:
+        return False
+    return True
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise SandboxError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def resolve(state: SandboxState, node_names: Iterable[str], pool: str | None) -> list[str]:
+    """Node names to act on: the given ones, or every node of a pool in the description."""
+    names = list(node_names)
+    if pool is not None:
+        names += pool_desc.load(state.path / "pools.yaml").pool(pool).node_names()
+    if not names:
+        raise SandboxError("name one or more nodes, or a pool with --pool")
+    return names
+
+
+def fail(state: SandboxState, names: list[str]) -> None:
+    """Stop the simulated kubelet of each node (heartbeats and lease renewals stop)."""
+    api = core_api(state)
+    for name in names:
+        _patch(api, name, {"metadata": {"annotations": {
+            pool_desc.KWOK_ANNOTATION: None, FAILED_ANNOTATION: "true"}}})
+
+
+def cordon(state: SandboxState, names: list[str]) -> None:
+    api = core_api(state)
+    for name in names:
+        _patch(api, name, {"spec": {"unschedulable": True}})
+
+
+def delete(state: SandboxState, names: list[str]) -> None:
+    """Remove the Node objects, as when spot capacity is reclaimed."""
+    api = core_api(state)
+    for name in names:
+        try:
+            api.delete_node(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def recover(state: SandboxState, names: list[str]) -> None:
+    """Undo fail, cordon and delete: the node exists, is managed by kwok and is schedulable."""
+    api = core_api(state)
+    description = pool_desc.load(state.path / "pools.yaml")
+    by_name = {
+        f"{p.name}-{i}": (p, i) for p in description.pools for i in range(p.nodes)
+    }
+    for name in names:
+        try:
+            api.read_node(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            if name not in by_name:
+                raise SandboxError(f"node {name!r} is not in the sandbox's pool description")
+            pool, index = by_name[name]
+            _create_node(api, pool.node_manifest(index))
+            continue
+        _patch(api, name, {
+            "metadata": {"annotations": {pool_desc.KWOK_ANNOTATION: "fake",
+                                         FAILED_ANNOTATION: None}},
+            "spec": {"unschedulable": None},
+        })
+
+
+def _patch(api: client.CoreV1Api, name: str, body: dict[str, Any]) -> None:
+    try:
+        api.patch_node(name, body)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise SandboxError(f"no node {name!r} in the sandbox") from exc
+        raise
