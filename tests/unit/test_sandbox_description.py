@@ -38,7 +38,7 @@ def test_default_description_has_every_family_with_real_strings() -> None:
         ("pools: [{name: a, family: tpu, nodes: -1, accelerators: 8}]", "pools.0.nodes"),
         ("pools: [{name: A_B, family: tpu, nodes: 1, accelerators: 8}]", "pools.0.name"),
         ("pools: [{name: a, family: tpu, nodes: 1}]", "pools.0.accelerators: Field required"),
-        ("pools: []", "pools: List should have at least 1 item"),
+        ("pools: []", "pools: Tuple should have at least 1 item"),
         ("pools: [{name: a, family: tpu, nodes: 1, accelerators: 4},"
          " {name: a, family: tpu, nodes: 1, accelerators: 4}]", "duplicate pool names: a"),
         ("pools: [{name: a, family: tpu, nodes: 1, accelerators: 4,"

@@ -104,6 +104,34 @@ def ensure(log: Log = print, components: Iterable[Component] = versions.ALL_COMP
     return found
 
 
+# kwok's own default stages (fast node start, lease heartbeats, pods Ready at once), read from
+# the kwok module at build time: the `kwok` binary, unlike kwokctl, ships none.
+KWOK_STAGES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
+
+def kwok_stages(log: Log = print) -> Path:
+    """A kwok config file with the default node and pod stages (made once, cached)."""
+    path = bin_dir() / "kwok-stages.yaml"
+    if path.is_file():
+        return path
+    _check_go()
+    module = versions.KWOK_COMPONENT
+    info = json.loads(_go(["mod", "download", "-json", f"{module.module}@{module.version}"],
+                          _workdir("kwok-stages"), log))
+    docs = [(Path(info["Dir"]) / rel).read_text().strip() for rel in KWOK_STAGES]
+    bin_dir().mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text("\n---\n".join(docs) + "\n")
+    partial.replace(path)
+    return path
+
+
 def _check_go() -> None:
     go = shutil.which("go")
     if go is None:
@@ -167,6 +195,7 @@ def _build_group(group: list[Component], log: Log) -> None:
     bin_dir().mkdir(parents=True, exist_ok=True)
     for c in group:
         (staging / c.binary).replace(bin_dir() / c.binary)
+    staging.rmdir()
 
 
 def _write_kubernetes_gomod(work: Path, log: Log) -> None:

@@ -91,6 +91,7 @@ def up(name: str = "default", pools_file: Path | None = None, log: Log = print) 
         down(name, log=lambda _msg: None)
     description = pool_desc.load(pools_file)  # refuse a bad description before starting anything
     bins = binaries.ensure(log)
+    stages = binaries.kwok_stages(log)
     started = time.monotonic()
     directory = sandbox_dir(name)
     shutil.rmtree(directory, ignore_errors=True)
@@ -105,7 +106,7 @@ def up(name: str = "default", pools_file: Path | None = None, log: Log = print) 
         server=server, pools_file=str(pools_copy), ports=ports, started_at=time.time(),
     )
     try:
-        _start_all(state, bins, log)
+        _start_all(state, bins, stages, log)
         state.save()
         from inferpool.sandbox import nodes  # the Kubernetes client is slow to import
 
@@ -125,7 +126,7 @@ class AlreadyRunning(SandboxError):
         self.state = state
 
 
-def _start_all(state: SandboxState, bins: dict[str, Path], log: Log) -> None:
+def _start_all(state: SandboxState, bins: dict[str, Path], stages: Path, log: Log) -> None:
     d, p = state.path, state.ports
     pki_dir = d / "pki"
     pki.create(pki_dir)
@@ -192,7 +193,7 @@ def _start_all(state: SandboxState, bins: dict[str, Path], log: Log) -> None:
         f"--secure-port={p['kube-scheduler']}", "--leader-elect=false",
     ])
     launch("kwok", [
-        f"--kubeconfig={configs['kwok']}", "--manage-all-nodes=false",
+        f"--kubeconfig={configs['kwok']}", f"--config={stages}", "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={pool_desc.KWOK_ANNOTATION}=fake",
         "--cidr=10.0.0.1/16", "--node-ip=10.0.0.1",
         f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",

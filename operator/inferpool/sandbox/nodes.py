@@ -1,8 +1,10 @@
 """Simulated nodes: create them from the pool description, and inject faults into them.
 
 A node's "kubelet" is kwok, which only manages nodes annotated `kwok.x-k8s.io/node=fake`. Failing
-a node removes that annotation: heartbeats and lease renewals stop exactly as when a kubelet dies,
-and the node lifecycle controller marks the node Unknown after its grace period and taints it.
+a node makes kwok forget it: the Node object is replaced at once by a copy without that
+annotation (kwok renews a node's lease until it sees the node deleted). Heartbeats and lease
+renewals stop exactly as when a kubelet dies; the pods stay bound to it, and the node lifecycle
+controller marks the node Unknown after its grace period and taints it unreachable.
 """
 
 from __future__ import annotations
@@ -91,8 +93,29 @@ def fail(state: SandboxState, names: list[str]) -> None:
     """Stop the simulated kubelet of each node (heartbeats and lease renewals stop)."""
     api = core_api(state)
     for name in names:
-        _patch(api, name, {"metadata": {"annotations": {
-            pool_desc.KWOK_ANNOTATION: None, FAILED_ANNOTATION: "true"}}})
+        _replace(api, name, {pool_desc.KWOK_ANNOTATION: None, FAILED_ANNOTATION: "true"})
+
+
+def _replace(api: client.CoreV1Api, name: str, annotations: dict[str, str | None]) -> None:
+    """Delete a node and create it again at once with changed annotations, keeping its labels,
+    taints and status. kwok reacts to the deletion and creation (not to an annotation edit), and
+    pods bound to the node survive: the pod garbage collector waits before removing pods of a
+    missing node, and by then the node exists again."""
+    try:
+        node = api.read_node(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise SandboxError(f"no node {name!r} in the sandbox") from exc
+        raise
+    merged = {**(node.metadata.annotations or {}), **annotations}
+    body = api.api_client.sanitize_for_serialization(client.V1Node(
+        metadata=client.V1ObjectMeta(
+            name=name, labels=node.metadata.labels,
+            annotations={k: v for k, v in merged.items() if v is not None}),
+        spec=client.V1NodeSpec(taints=node.spec.taints, unschedulable=node.spec.unschedulable),
+        status=node.status))
+    api.delete_node(name)
+    _create_node(api, body)
 
 
 def cordon(state: SandboxState, names: list[str]) -> None:
@@ -121,7 +144,7 @@ def recover(state: SandboxState, names: list[str]) -> None:
     }
     for name in names:
         try:
-            api.read_node(name)
+            node = api.read_node(name)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -130,11 +153,10 @@ def recover(state: SandboxState, names: list[str]) -> None:
             pool, index = by_name[name]
             _create_node(api, pool.node_manifest(index))
             continue
-        _patch(api, name, {
-            "metadata": {"annotations": {pool_desc.KWOK_ANNOTATION: "fake",
-                                         FAILED_ANNOTATION: None}},
-            "spec": {"unschedulable": None},
-        })
+        if node.spec.unschedulable:
+            _patch(api, name, {"spec": {"unschedulable": None}})
+        if (node.metadata.annotations or {}).get(FAILED_ANNOTATION) == "true":
+            _replace(api, name, {pool_desc.KWOK_ANNOTATION: "fake", FAILED_ANNOTATION: None})
 
 
 def _patch(api: client.CoreV1Api, name: str, body: dict[str, Any]) -> None:
