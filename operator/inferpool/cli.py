@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 # subcommand -> (module with `register(parser)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("inferpool.controller.cli", "run the operator against the current cluster"),
     "sandbox": ("inferpool.sandbox.cli", "local control plane with simulated accelerator pools"),
+    "crds": ("inferpool.api.cli", "print or write the CustomResourceDefinitions"),
 }
 
 

@@ -1,0 +1,70 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "inferpool-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's full name: the release name, with the chart name unless it contains it. */}}
+{{- define "inferpool-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "inferpool-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "inferpool-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "inferpool-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "inferpool-operator.labels" -}}
+helm.sh/chart: {{ include "inferpool-operator.chart" . }}
+{{ include "inferpool-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: inferpool
+{{- end }}
+
+{{- define "inferpool-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "inferpool-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "inferpool-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The CRD files for this configuration: the relaxed variant only with privileged namespaces. */}}
+{{- define "inferpool-operator.crdDir" -}}
+{{- if .Values.operator.allowPrivilegedNamespaces }}files/crds-privileged{{ else }}files/crds{{ end }}
+{{- end }}
+
+{{/* Labels added to the CRDs' own (which already say part-of: inferpool). */}}
+{{- define "inferpool-operator.crdLabels" -}}
+helm.sh/chart: {{ include "inferpool-operator.chart" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The leader-election Lease (in the release namespace); the Role grants get/update on it only. */}}
+{{- define "inferpool-operator.leaseName" -}}
+{{- include "inferpool-operator.fullname" . }}
+{{- end }}

@@ -1,0 +1,87 @@
+"""AcceleratorPool: an explicitly declared node pool, with its price, and its capacity in status."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from inferpool.api.cel import cel, rule
+from inferpool.api.common import (
+    ApiModel,
+    CapacityType,
+    Condition,
+    Family,
+    ObjectMeta,
+    StatusModel,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
+
+# OpenAPI cannot constrain map keys, so keys are checked by a CEL rule and its twin below.
+_KEY_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LabelValue = Annotated[StrictStr, Field(max_length=63,
+                                         pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
+
+
+class AcceleratorPoolSpec(ApiModel):
+    """A node pool of one accelerator type. Without AcceleratorPools the operator discovers
+    pools from node labels and prices them from a built-in list-price table."""
+
+    family: Family
+    """Accelerator family of the pool's nodes: nvidia, tpu or neuron."""
+    node_selector: Annotated[dict[str, _LabelValue], Field(
+        min_length=1, max_length=16, json_schema_extra=cel(rule(
+            f"self.all(k, k.size() <= 317 && k.matches(r'{_KEY_PATTERN}'))",
+            "nodeSelector keys must be label keys, such as inferpool.dev/node-pool")))]
+    """Labels that select the pool's nodes, e.g. inferpool.dev/node-pool: h100. The operator
+    also puts them in the nodeSelector of the replicas it places here."""
+    price_per_accelerator_hour: Annotated[StrictFloat, Field(ge=0, le=10_000)]
+    """Price of one accelerator (GPU, TPU chip, Neuron device) per hour, in the currency all
+    pools share (list prices in the examples are USD), including its share of the host."""
+    capacity_type: CapacityType = CapacityType.ON_DEMAND
+    """spot (can be reclaimed at any time), on-demand or reserved (already paid for)."""
+    max_accelerators: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
+    """Most accelerators the operator may use in this pool (0 drains it); unlimited if unset."""
+
+    @field_validator("node_selector")
+    @classmethod
+    def _label_keys(cls, selector: dict[str, str]) -> dict[str, str]:
+        for key in selector:
+            if len(key) > 317 or not re.fullmatch(_KEY_PATTERN, key):
+                raise ValueError(f"nodeSelector keys must be label keys, not {key!r}")
+        return selector
+
+
+class AcceleratorPoolStatus(StatusModel):
+    """Observed capacity of the pool, written by the operator."""
+
+    observed_generation: StrictInt | None = None
+    nodes: StrictInt | None = None
+    """Nodes that match the selector."""
+    ready_nodes: StrictInt | None = None
+    """Matching nodes that are Ready and schedulable."""
+    accelerators_total: StrictInt | None = None
+    """Accelerators in the capacity of all matching nodes."""
+    accelerators_allocatable: StrictInt | None = None
+    """Accelerators allocatable on Ready, schedulable nodes."""
+    accelerators_in_use: StrictInt | None = None
+    """Accelerators requested by pods running on the pool's nodes."""
+    conditions: Annotated[tuple[Condition, ...], Field(max_length=16, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})] = ()
+    """Ready: at least one node is Ready; Degraded: some nodes are not."""
+
+
+class AcceleratorPool(ApiModel):
+    """An AcceleratorPool as read from the API (a kopf body or a manifest)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["inferpool.dev/v1alpha1"] = "inferpool.dev/v1alpha1"
+    kind: Literal["AcceleratorPool"] = "AcceleratorPool"
+    metadata: ObjectMeta
+    spec: AcceleratorPoolSpec
+    status: AcceleratorPoolStatus | None = None

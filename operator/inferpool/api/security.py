@@ -1,0 +1,234 @@
+"""Pod templates, and the rules that stop them from reaching the host.
+
+A user allowed to create InferencePools must not obtain, through the operator, pods they could
+not create directly. The template is stored mostly opaque (the full PodTemplateSpec schema is
+huge, and the Deployment validates it when the operator creates it), but the fields that give
+host access are declared, each with a CEL rule for the API server and a validator twin here.
+See docs/api.md, "Security of templates".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from inferpool.api.cel import SECURITY_REASON, cel, rule
+from inferpool.api.common import DNS_LABEL_PATTERN, ApiModel, StrictBool, StrictInt, StrictStr
+
+# Validation context key: `Model.model_validate(body, context={ALLOW_PRIVILEGED: True})` lets
+# host access through (for namespaces the operator is configured to trust).
+ALLOW_PRIVILEGED: Final = "allowPrivilegedTemplates"
+# pydantic error type of every host-access refusal, so they can be told from other errors.
+HOST_ACCESS: Final = "host_access"
+
+RESERVED_LABEL_PREFIX: Final = "inferpool.dev/"
+
+# Capabilities the Pod Security Standard "baseline" profile lets a container add.
+BASELINE_CAPABILITIES: Final = (
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+)
+_CAPS_CEL: Final = "[" + ", ".join(f"'{c}'" for c in BASELINE_CAPABILITIES) + "]"
+
+_PRIVILEGED = "privileged containers are not allowed"
+_CAPABILITIES = "only capabilities of the baseline Pod Security Standard may be added"
+_HOST_PORT = "host ports are not allowed"
+_HOST_PATH = "hostPath volumes are not allowed"
+
+
+def _forbid(expression: str, message: str) -> dict[str, Any]:
+    return cel(rule(expression, message, reason=SECURITY_REASON))
+
+
+def _refuse(info: ValidationInfo, message: str) -> None:
+    context = info.context
+    if not (isinstance(context, Mapping) and context.get(ALLOW_PRIVILEGED)):
+        raise PydanticCustomError(HOST_ACCESS, message)
+
+
+class _Open(BaseModel):
+    """Part of a Kubernetes type: the declared fields are checked, the rest is kept as is."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True,
+                              extra="allow", use_attribute_docstrings=True)
+
+
+_CapabilityList = Annotated[list[Annotated[StrictStr, Field(max_length=64)]], Field(max_length=64)]
+
+
+class Capabilities(_Open):
+    add: _CapabilityList | None = Field(default=None, json_schema_extra=_forbid(
+        f"self.all(c, c in {_CAPS_CEL})", _CAPABILITIES))
+    """Capabilities to add; only those of the baseline Pod Security Standard are accepted."""
+
+    @field_validator("add")
+    @classmethod
+    def _baseline(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        extra = sorted(set(value or ()) - set(BASELINE_CAPABILITIES))
+        if extra:
+            _refuse(info, f"{_CAPABILITIES} (not {', '.join(extra)})")
+        return value
+
+
+class SecurityContext(_Open):
+    privileged: StrictBool | None = Field(default=None, json_schema_extra=_forbid(
+        "!self", _PRIVILEGED))
+    """Must not be true."""
+    capabilities: Capabilities | None = None
+    """Linux capabilities; only those of the baseline Pod Security Standard may be added."""
+
+    @field_validator("privileged")
+    @classmethod
+    def _unprivileged(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value:
+            _refuse(info, _PRIVILEGED)
+        return value
+
+
+class ContainerPort(_Open):
+    host_port: StrictInt | None = Field(default=None, json_schema_extra=_forbid(
+        "self == 0", _HOST_PORT))
+    """Must not be set."""
+
+    @field_validator("host_port")
+    @classmethod
+    def _no_host_port(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value:
+            _refuse(info, _HOST_PORT)
+        return value
+
+
+class Container(_Open):
+    """A container (core/v1 Container); fields not listed here are passed through."""
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+    """Container name (a DNS label)."""
+    image: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+    """Container image; each accelerator family needs its own build."""
+    security_context: SecurityContext | None = None
+    """Security options; privileged is refused."""
+    ports: Annotated[list[ContainerPort], Field(max_length=64)] | None = None
+    """Ports the container listens on; hostPort is refused."""
+
+
+class Volume(_Open):
+    """A volume (core/v1 Volume); fields not listed here are passed through."""
+
+    model_config = ConfigDict(json_schema_extra=cel(rule(
+        "!has(self.hostPath)", _HOST_PATH, field_path=".hostPath", reason=SECURITY_REASON)))
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=63)]
+    """Volume name."""
+    host_path: dict[str, Any] | None = None
+    """Must not be set."""
+
+    @field_validator("host_path")
+    @classmethod
+    def _no_host_path(cls, value: dict[str, Any] | None, info: ValidationInfo
+                      ) -> dict[str, Any] | None:
+        if value is not None:
+            _refuse(info, _HOST_PATH)
+        return value
+
+
+_HOST_NAMESPACES: Final = {
+    "host_network": "the host network namespace is not allowed",
+    "host_pid": "the host PID namespace is not allowed",
+    "host_ipc": "the host IPC namespace is not allowed",
+}
+
+
+def _host_flag(field: str, alias: str) -> Any:
+    return Field(default=None, alias=alias,
+                 json_schema_extra=_forbid("!self", _HOST_NAMESPACES[field]))
+
+
+class PodSpec(_Open):
+    """The pod spec (core/v1 PodSpec). The operator adds the node selector, tolerations and
+    accelerator limits of the node pool it places replicas on; fields not listed here are
+    passed through unchanged to the Deployment."""
+
+    containers: Annotated[list[Container], Field(min_length=1, max_length=32)]
+    """Containers of the pod; the first one is the model server and gets the accelerators."""
+    init_containers: Annotated[list[Container], Field(max_length=32)] | None = None
+    """Init containers, e.g. to download weights."""
+    volumes: Annotated[list[Volume], Field(max_length=256)] | None = None
+    """Volumes; hostPath is refused."""
+    host_network: StrictBool | None = _host_flag("host_network", "hostNetwork")
+    """Must not be true."""
+    host_pid: StrictBool | None = _host_flag("host_pid", "hostPID")
+    """Must not be true."""
+    host_ipc: StrictBool | None = _host_flag("host_ipc", "hostIPC")
+    """Must not be true."""
+
+    @field_validator("host_network", "host_pid", "host_ipc")
+    @classmethod
+    def _no_host_namespaces(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value:
+            _refuse(info, _HOST_NAMESPACES[str(info.field_name)])
+        return value
+
+
+_LabelMap = Annotated[dict[str, Annotated[StrictStr, Field(max_length=63)]], Field(max_length=64)]
+
+
+class TemplateMetadata(ApiModel):
+    labels: _LabelMap | None = Field(default=None, json_schema_extra=cel(rule(
+        f"self.all(k, !k.startsWith('{RESERVED_LABEL_PREFIX}'))",
+        f"labels with the prefix {RESERVED_LABEL_PREFIX} are set by the operator")))
+    """Labels added to every pod; the operator adds inferpool.dev/pool, inferpool.dev/variant
+    and inferpool.dev/accelerator."""
+    annotations: Annotated[dict[str, StrictStr], Field(max_length=64)] | None = None
+    """Annotations added to every pod."""
+
+    @field_validator("labels")
+    @classmethod
+    def _no_reserved_labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        bad = sorted(k for k in labels or {} if k.startswith(RESERVED_LABEL_PREFIX))
+        if bad:
+            raise ValueError(f"labels with the prefix {RESERVED_LABEL_PREFIX} are set by the "
+                             f"operator: {', '.join(bad)}")
+        return labels
+
+
+class PodTemplate(ApiModel):
+    """Pod template of the variant's Deployments (core/v1 PodTemplateSpec)."""
+
+    metadata: TemplateMetadata | None = None
+    """Labels and annotations for the pods."""
+    spec: PodSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        """The template as the operator puts it into a Deployment."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def template_violations(template: PodTemplate | Mapping[str, Any]) -> list[str]:
+    """Every way the pod template reaches the host, as `path: reason` (empty if none).
+
+    The rules are the CRD's CEL rules; a template parsed with the ALLOW_PRIVILEGED context
+    (or a raw PodTemplateSpec dict) can be checked again here, e.g. to warn about it."""
+    raw = template.to_dict() if isinstance(template, PodTemplate) else template
+    try:
+        PodTemplate.model_validate(raw)
+    except ValidationError as exc:
+        return [f"{_path(e['loc'])}: {e['msg']}" for e in exc.errors() if e["type"] == HOST_ACCESS]
+    return []
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out.lstrip(".")

@@ -1,0 +1,411 @@
+"""The one global planner loop: snapshot → demand → engine → apply → status.
+
+All InferencePools compete for the same accelerators, so one loop plans them all at once. It is
+woken (debounced) by relevant changes and by a periodic tick, runs only while this instance holds
+the leader Lease, and never lets one bad object or one failed write stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from inferpool.cluster import ClusterSnapshot, build_snapshot
+from inferpool.controller import status as st
+from inferpool.controller.demand import DemandBook
+from inferpool.controller.settings import Settings
+from inferpool.controller.translate import (
+    LiveDeployment,
+    ParsedPool,
+    live_deployment,
+    make_before_break,
+    parse_pools,
+    to_demand,
+)
+from inferpool.k8s import deployments as dep
+from inferpool.k8s import events
+from inferpool.k8s import labels as L
+from inferpool.placement import Plan, PlacementKey, PlacementOptions, place
+from inferpool.scaling.clock import SystemClock
+
+log = structlog.get_logger("inferpool.planner")
+
+
+INDEX_NAMES = ("nodes", "pods", "accelerator_pools", "inference_pools", "deployments")
+# An index maps "namespace/name" to the slim views of that object (kopf's Index: key -> Store).
+Index = Mapping[str, Iterable[dict[str, Any]]]
+
+
+def _values(index: Index) -> list[dict[str, Any]]:
+    return [view for store in index.values() for view in store]
+
+
+@dataclass
+class Report:
+    """What one reconcile did, for logs, metrics and tests."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+    writes: int = 0
+    plan: Plan | None = None
+    invalid: int = 0
+
+
+class Planner:
+    def __init__(self, settings: Settings, api: client.ApiClient,
+                 is_leader: Callable[[], bool] = lambda: True) -> None:
+        self.settings = settings
+        self.indexes: dict[str, Index] = {name: {} for name in INDEX_NAMES}
+        self.is_leader = is_leader
+        self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.ready = asyncio.Event()  # set once kopf has listed everything
+        self._wake = asyncio.Event()
+        self._wake_reasons: set[str] = set()
+        self.clock = SystemClock()
+        self.demand = DemandBook(self.clock, settings.prometheus_url, self._read_secret)
+        self.rebalance_started: dict[str, float] = {}
+        # (namespace, name) -> resourceVersion right after our own write: a live object still at
+        # that version is ours as written, even where the API server normalised a value.
+        self.written_rv: dict[tuple[str, str], str] = {}
+        self.deduper = events.EventDeduper()
+        self.last_report: Report | None = None
+        self.reconciles = 0
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def attach(self, indexes: Mapping[str, Index]) -> None:
+        """Start planning from kopf's live indexes (called once every index is listed)."""
+        self.indexes = dict(indexes)
+        self.ready.set()
+
+    def wake(self, reason: str) -> None:
+        self._wake_reasons.add(reason)
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout=30)
+        except TimeoutError:
+            log.warning("planner starting before the first watch event (empty cluster?)")
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.tick_seconds)
+            except TimeoutError:
+                self._wake_reasons.add("tick")
+            await asyncio.sleep(self.settings.debounce_seconds)  # gather a burst of changes
+            self._wake.clear()
+            reasons, self._wake_reasons = sorted(self._wake_reasons), set()
+            if not self.is_leader():
+                continue
+            try:
+                report = await self.reconcile()
+            except Exception:
+                log.exception("reconcile failed; retrying on the next tick")
+                continue
+            log.info("reconciled", woken_by=reasons, writes=report.writes,
+                     phases_ms={k: round(v * 1000, 1) for k, v in report.phases.items()},
+                     cost_per_hour=round(report.plan.cost_per_hour, 2) if report.plan else None,
+                     invalid=report.invalid)
+
+    # -- one reconcile ------------------------------------------------------------------------
+
+    async def reconcile(self) -> Report:
+        report = Report()
+        now_wall = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+        # 1. snapshot
+        t0 = time.perf_counter()
+        nodes = {view["metadata"]["name"]: view for view in _values(self.indexes["nodes"])}
+        pods = _values(self.indexes["pods"])
+        accelerator_pools = _values(self.indexes["accelerator_pools"])
+        pools, invalid = parse_pools(_values(self.indexes["inference_pools"]),
+                                     self.settings.allow_privileged_namespaces)
+        report.invalid = len(invalid)
+        valid_keys = {p.key for p in pools}
+        snapshot = build_snapshot(
+            nodes.values(), _pods_for_snapshot(pods, valid_keys), accelerator_pools)
+        live = {d.key: d for d in map(live_deployment, _values(self.indexes["deployments"]))
+                if d is not None}
+        report.phases["snapshot"] = time.perf_counter() - t0
+
+        # 2. demand
+        t0 = time.perf_counter()
+        by_key = {p.key: p for p in pools}
+        ready_capacity = {p.key: _ready_capacity(p, live) for p in pools}
+        demands = await self.demand.observe_all({k: p.model for k, p in by_key.items()},
+                                                ready_capacity)
+        report.phases["demand"] = time.perf_counter() - t0
+
+        # 3. engine
+        t0 = time.perf_counter()
+        current = {k: d.replicas for k, d in live.items() if k[0] in by_key and d.replicas > 0}
+        options = PlacementOptions(solver=self.settings.solver,  # type: ignore[arg-type]
+                                   time_budget_s=self.settings.solver_time_budget_seconds,
+                                   hysteresis=self.settings.hysteresis)
+        engine_demands = [to_demand(p, demands[p.key].required_rps) for p in pools]
+        plan = await asyncio.to_thread(place, snapshot, engine_demands, current, options)
+        report.plan = plan
+        report.phases["engine"] = time.perf_counter() - t0
+
+        # 4. apply
+        t0 = time.perf_counter()
+        now = time.monotonic()
+        dead = _dead_node_pools(snapshot, live)
+        growing_pools = {k[0] for k, n in plan.replicas.items()
+                         if n > (live[k].replicas if k in live else 0)}
+        for key in list(self.rebalance_started):
+            if key not in growing_pools:
+                del self.rebalance_started[key]
+        for key in growing_pools:
+            self.rebalance_started.setdefault(key, now)
+        gate = make_before_break(plan.replicas, live, by_key, self.rebalance_started, now, dead)
+        report.writes += await self._apply(gate.targets, live, by_key, snapshot)
+        report.phases["apply"] = time.perf_counter() - t0
+
+        # 5. status and events
+        t0 = time.perf_counter()
+        in_use = _in_use_by_pool(pods, nodes, accelerator_pools)
+        report.writes += await self._write_statuses(pools, invalid, plan, demands, gate.targets,
+                                                    gate.holding, live, snapshot, dead, now_wall,
+                                                    accelerator_pools, in_use)
+        report.phases["status"] = time.perf_counter() - t0
+        self.last_report = report
+        self.reconciles += 1
+        return report
+
+    # -- apply --------------------------------------------------------------------------------
+
+    async def _apply(self, targets: Mapping[PlacementKey, int],
+                     live: Mapping[PlacementKey, LiveDeployment],
+                     pools: Mapping[str, ParsedPool], snapshot: ClusterSnapshot) -> int:
+        jobs: list[Callable[[], bool]] = []
+        for key, replicas in sorted(targets.items()):
+            pool = pools[key[0]]
+            existing = live.get(key)
+            if replicas == 0:
+                if existing is not None:
+                    jobs.append(lambda d=existing: self._delete(d))
+                continue
+            if key[2] not in {p.name for p in snapshot.pools}:
+                continue  # node pool vanished; the deployment is removed once the plan moves
+            variant = pool.model.spec.variant(key[1])
+            workload = dep.Workload(
+                pool=pool.name, namespace=pool.namespace, owner_uid=pool.uid,
+                variant=variant.name, family=variant.accelerator.family.value,
+                accelerators=variant.accelerator.count, template=variant.template.to_dict(),
+                max_surge=pool.model.spec.rollout.max_surge)
+            body = dep.build(workload, key[2], snapshot.pool(key[2]).node_selector, replicas,
+                             self.settings.toleration_seconds)
+            if existing is not None and self._in_sync(body, existing):
+                continue
+            jobs.append(lambda b=body: self._server_side_apply(b))
+        results = await _bounded(jobs, limit=8)
+        return sum(results)
+
+    def _in_sync(self, desired: Mapping[str, Any], live: LiveDeployment) -> bool:
+        if dep.matches(desired, live.body):
+            return True
+        rv = (live.body.get("metadata") or {}).get("resourceVersion")
+        return self.written_rv.get((live.namespace, live.name)) == rv and rv is not None
+
+    def _server_side_apply(self, body: dict[str, Any]) -> bool:
+        meta = body["metadata"]
+        try:
+            result = self.apps.patch_namespaced_deployment(
+                meta["name"], meta["namespace"], body, field_manager=L.FIELD_MANAGER,
+                force=True, _content_type="application/apply-patch+yaml")
+        except ApiException as exc:
+            log.warning("apply failed", deployment=f"{meta['namespace']}/{meta['name']}",
+                        status=exc.status, reason=exc.reason)
+            return False
+        self.written_rv[(meta["namespace"], meta["name"])] = result.metadata.resource_version
+        return True
+
+    def _delete(self, d: LiveDeployment) -> bool:
+        try:
+            self.apps.delete_namespaced_deployment(d.name, d.namespace,
+                                                   propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("delete failed", deployment=f"{d.namespace}/{d.name}",
+                            status=exc.status)
+            return False
+        self.written_rv.pop((d.namespace, d.name), None)
+        return True
+
+    # -- status -------------------------------------------------------------------------------
+
+    async def _write_statuses(self, pools: list[ParsedPool], invalid: Iterable[Any], plan: Plan,
+                              demands: Mapping[str, Any], targets: Mapping[PlacementKey, int],
+                              holding: Mapping[str, str],
+                              live: Mapping[PlacementKey, LiveDeployment],
+                              snapshot: ClusterSnapshot, dead: frozenset[str],
+                              now: dt.datetime, accelerator_pools: Iterable[dict[str, Any]],
+                              in_use: Mapping[str, int]) -> int:
+        jobs: list[Callable[[], bool]] = []
+        for pool in pools:
+            degraded = sorted({
+                f"node pool {k[2]} has no healthy node; its {d.replicas} replica(s) of "
+                f"{k[1]} were moved" for k, d in live.items()
+                if k[0] == pool.key and k[2] in dead and d.replicas > 0})
+            new = st.pool_status(pool, plan.outcomes.get(pool.key), demands[pool.key], targets,
+                                 live, snapshot, holding.get(pool.key), degraded, now)
+            if _differs(new, pool.body.get("status") or {}):
+                jobs.append(lambda p=pool, s=new: self._patch_status(
+                    "inferencepools", p.namespace, p.name, s))
+            self._events_for(pool, new)
+        for bad in invalid:
+            new = st.invalid_status(bad.body, bad.message, now)
+            if _differs(new, bad.body.get("status") or {}):
+                ns, name = bad.key.split("/", 1)
+                jobs.append(lambda n=ns, m=name, s=new: self._patch_status(
+                    "inferencepools", n, m, s))
+            self._event(bad.body, "Warning", "SpecInvalid", bad.message)
+        for body in accelerator_pools:
+            new = st.accelerator_pool_status(body, snapshot, in_use, now)
+            if _differs(new, body.get("status") or {}):
+                jobs.append(lambda b=body, s=new: self._patch_status(
+                    "acceleratorpools", None, b["metadata"]["name"], s))
+        return sum(await _bounded(jobs, limit=8))
+
+    def _patch_status(self, plural: str, namespace: str | None, name: str,
+                      status: dict[str, Any]) -> bool:
+        try:
+            if namespace is None:
+                self.custom.patch_cluster_custom_object_status(
+                    L.GROUP, L.VERSION, plural, name, {"status": status})
+            else:
+                self.custom.patch_namespaced_custom_object_status(
+                    L.GROUP, L.VERSION, namespace, plural, name, {"status": status})
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("status write failed", object=f"{plural}/{namespace}/{name}",
+                            status=exc.status, reason=exc.reason, body=str(exc.body)[:300])
+            return False
+        return True
+
+    def _events_for(self, pool: ParsedPool, new: Mapping[str, Any]) -> None:
+        old = {c["type"]: c for c in (pool.body.get("status") or {}).get("conditions") or []}
+        for cond in new["conditions"]:
+            before = old.get(cond["type"])
+            if before is not None and before.get("status") == cond["status"]:
+                continue
+            if cond["type"] in ("CapacityShortfall", "Degraded", st.DEMAND_UNKNOWN) and \
+                    cond["status"] == "True":
+                self._event(pool.body, "Warning", cond["reason"], cond["message"])
+            elif cond["type"] == "Rebalancing" and cond["status"] == "True":
+                self._event(pool.body, "Normal", cond["reason"], cond["message"])
+        old_rows = {(r.get("variant"), r.get("nodePool")): r.get("desired")
+                    for r in (pool.body.get("status") or {}).get("placement") or []}
+        new_rows = {(r["variant"], r["nodePool"]): r["desired"] for r in new["placement"]}
+        if old_rows != new_rows:
+            summary = ", ".join(f"{v}@{n}={d}" for (v, n), d in sorted(new_rows.items()))
+            self._event(pool.body, "Normal", "Placed", f"placement: {summary or 'none'}")
+
+    def _event(self, body: Mapping[str, Any], type_: events.EventType, reason: str,
+               message: str) -> None:
+        meta = body.get("metadata") or {}
+        ref = events.ObjectRef(api_version=f"{L.GROUP}/{L.VERSION}",
+                               kind=str(body.get("kind", "InferencePool")),
+                               namespace=meta.get("namespace"), name=str(meta.get("name")),
+                               uid=str(meta.get("uid")))
+        if self.deduper.allow(ref, reason, message):
+            asyncio.get_running_loop().run_in_executor(
+                None, events.post, self.core, ref, type_, reason, message)
+
+    def _read_secret(self, namespace: str, name: str, key: str) -> str | None:
+        import base64
+
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException:
+            return None
+        if (secret.metadata.labels or {}).get("inferpool.dev/usage") != "prometheus-auth":
+            return None
+        raw = (secret.data or {}).get(key)
+        return base64.b64decode(raw).decode().strip() if raw else None
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+async def _bounded(jobs: list[Callable[[], bool]], limit: int) -> list[bool]:
+    """Run blocking API calls in threads, at most `limit` at once."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(job: Callable[[], bool]) -> bool:
+        async with semaphore:
+            return await asyncio.to_thread(job)
+
+    return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+
+def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    return any(old.get(k) != v for k, v in new.items() if v is not None) or any(
+        k in old and old[k] is not None for k, v in new.items() if v is None)
+
+
+def _pods_for_snapshot(pods: Iterable[dict[str, Any]], valid: set[str]
+                       ) -> list[dict[str, Any]]:
+    """Pods of InferencePools the planner does not place this round (invalid ones) keep their
+    accelerators: to the engine they are somebody else's pods."""
+    out = []
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        owner = labels.get(L.POOL)
+        if owner is not None and f"{pod['metadata'].get('namespace')}/{owner}" not in valid:
+            pod = {**pod, "metadata": {**pod["metadata"], "labels": {}}}
+        out.append(pod)
+    return out
+
+
+def _ready_capacity(pool: ParsedPool, live: Mapping[PlacementKey, LiveDeployment]) -> float:
+    capacity = {v.name: v.capacity for v in pool.model.spec.variants}
+    return sum(d.ready * capacity.get(k[1], 0.0) for k, d in live.items() if k[0] == pool.key)
+
+
+def _dead_node_pools(snapshot: ClusterSnapshot, live: Mapping[PlacementKey, LiveDeployment]
+                     ) -> frozenset[str]:
+    names = {p.name for p in snapshot.pools}
+    dead = {k[2] for k in live if k[2] not in names}
+    dead |= {p.name for p in snapshot.pools
+             if not any(n.ready and n.schedulable for n in snapshot.nodes_of(p.name))}
+    return frozenset(dead)
+
+
+def _in_use_by_pool(pods: Iterable[dict[str, Any]], nodes: Mapping[str, dict[str, Any]],
+                    accelerator_pools: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Accelerators requested by running pods (ours and others) per AcceleratorPool."""
+    per_node: dict[str, int] = {}
+    for pod in pods:
+        node_name = pod["spec"].get("nodeName")
+        if node_name and pod["status"].get("phase") not in ("Succeeded", "Failed"):
+            per_node[node_name] = per_node.get(node_name, 0) + _pod_accelerators(pod)
+    out: dict[str, int] = {}
+    for ap in accelerator_pools:
+        selector = (ap.get("spec") or {}).get("nodeSelector") or {}
+        out[ap["metadata"]["name"]] = sum(
+            used for name, used in per_node.items()
+            if name in nodes and selector and all(
+                (nodes[name]["metadata"].get("labels") or {}).get(k) == v
+                for k, v in selector.items()))
+    return out
+
+
+def _pod_accelerators(pod: Mapping[str, Any]) -> int:
+    total = 0
+    for container in pod["spec"].get("containers") or []:
+        res = container.get("resources") or {}
+        for resource in L.FAMILY_RESOURCE.values():
+            amounts = [(res.get(kind) or {}).get(resource) for kind in ("limits", "requests")]
+            total += max((int(str(a)) for a in amounts if a is not None), default=0)
+    return total

@@ -1,0 +1,85 @@
+"""Operator settings: flags, with environment variables (INFERPOOL_<FLAG>) as defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    kubeconfig: str | None = None
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    tick_seconds: float = 15.0  # periodic re-plan even when nothing changed
+    debounce_seconds: float = 0.3  # changes arriving together make one plan
+    lease_name: str = "inferpool-operator"
+    lease_namespace: str = "default"
+    lease_seconds: int = 10
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    solver: str = "auto"
+    solver_time_budget_seconds: float = 1.0
+    hysteresis: float = 0.05
+    prometheus_url: str | None = None
+    toleration_seconds: int = 30
+    allow_privileged_namespaces: tuple[str, ...] = ()
+    metrics_port: int = 8080
+    health_port: int = 8081
+    log_level: str = "info"
+    log_format: str = "json"
+    watch_server_timeout: int = 300  # kopf watch streams are re-established at least this often
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"INFERPOOL_{name.upper().replace('-', '_')}", default)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Settings()
+    a = parser.add_argument
+    a("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig (default: in-cluster"
+      " config inside a pod, else $KUBECONFIG or ~/.kube/config)")
+    a("--namespace", action="append", dest="namespaces",
+      default=[n for n in _env("namespaces", "").split(",") if n],
+      help="watch only this namespace (repeatable; default: all)")
+    a("--tick-seconds", type=float, default=float(_env("tick-seconds", str(d.tick_seconds))))
+    a("--debounce-seconds", type=float,
+      default=float(_env("debounce-seconds", str(d.debounce_seconds))))
+    a("--lease-name", default=_env("lease-name", d.lease_name))
+    a("--lease-namespace", default=_env("lease-namespace",
+                                        os.environ.get("POD_NAMESPACE", d.lease_namespace)))
+    a("--lease-seconds", type=int, default=int(_env("lease-seconds", str(d.lease_seconds))))
+    a("--identity", default=_env("identity", d.identity))
+    a("--solver", choices=("auto", "milp", "fast"), default=_env("solver", d.solver))
+    a("--solver-time-budget-seconds", type=float,
+      default=float(_env("solver-time-budget-seconds", str(d.solver_time_budget_seconds))))
+    a("--hysteresis", type=float, default=float(_env("hysteresis", str(d.hysteresis))),
+      help="relative cost saving below which replicas are not moved")
+    a("--prometheus-url", default=_env("prometheus-url", "") or None,
+      help="default Prometheus for InferencePools whose demand query names no URL")
+    a("--toleration-seconds", type=int,
+      default=int(_env("toleration-seconds", str(d.toleration_seconds))),
+      help="tolerationSeconds for not-ready/unreachable taints on the pods we create")
+    a("--allow-privileged-namespace", action="append", dest="allow_privileged_namespaces",
+      default=[n for n in _env("allow-privileged-namespaces", "").split(",") if n],
+      help="namespace whose pod templates may be privileged/use host namespaces or hostPath")
+    a("--metrics-port", type=int, default=int(_env("metrics-port", str(d.metrics_port))))
+    a("--health-port", type=int, default=int(_env("health-port", str(d.health_port))))
+    a("--log-level", choices=("debug", "info", "warning", "error"),
+      default=_env("log-level", d.log_level))
+    a("--log-format", choices=("json", "console"), default=_env("log-format", d.log_format))
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    return Settings(
+        kubeconfig=args.kubeconfig, namespaces=tuple(args.namespaces),
+        tick_seconds=args.tick_seconds, debounce_seconds=args.debounce_seconds,
+        lease_name=args.lease_name, lease_namespace=args.lease_namespace,
+        lease_seconds=args.lease_seconds, identity=args.identity, solver=args.solver,
+        solver_time_budget_seconds=args.solver_time_budget_seconds, hysteresis=args.hysteresis,
+        prometheus_url=args.prometheus_url, toleration_seconds=args.toleration_seconds,
+        allow_privileged_namespaces=tuple(args.allow_privileged_namespaces),
+        metrics_port=args.metrics_port, health_port=args.health_port,
+        log_level=args.log_level, log_format=args.log_format,
+    )

@@ -1,0 +1,141 @@
+"""The status the operator writes on InferencePools and AcceleratorPools (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from inferpool.api.common import Condition, ConditionStatus, set_condition
+from inferpool.cluster import ClusterSnapshot
+from inferpool.controller.translate import LiveDeployment, ParsedPool
+from inferpool.placement import PlacementKey, PoolOutcome
+from inferpool.scaling.recommender import DemandStatus
+
+DEMAND_UNKNOWN = "DemandUnknown"
+
+
+def _existing(body: Mapping[str, Any]) -> tuple[Condition, ...]:
+    out = []
+    for raw in (body.get("status") or {}).get("conditions") or []:
+        try:
+            out.append(Condition.model_validate(raw))
+        except ValueError:
+            continue  # a malformed condition someone wrote by hand: replace it
+    return tuple(out)
+
+
+def _cond(type_: str, true: bool, reason: str, message: str, generation: int,
+          now: dt.datetime) -> Condition:
+    return Condition(type=type_, status=ConditionStatus.TRUE if true else ConditionStatus.FALSE,
+                     reason=reason, message=message, last_transition_time=now,
+                     observed_generation=generation)
+
+
+def with_conditions(body: Mapping[str, Any], new: Sequence[Condition]) -> list[dict[str, Any]]:
+    conditions = _existing(body)
+    for cond in new:
+        conditions = set_condition(conditions, cond)
+    return [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in conditions]
+
+
+def invalid_status(body: Mapping[str, Any], message: str, now: dt.datetime) -> dict[str, Any]:
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    status = dict(body.get("status") or {})
+    status["observedGeneration"] = generation
+    status["conditions"] = with_conditions(body, [
+        _cond("SpecInvalid", True, "InvalidSpec", message, generation, now),
+        _cond("Ready", False, "SpecInvalid", "the spec is invalid; existing replicas are left "
+              "as they are until it is fixed", generation, now),
+    ])
+    return status
+
+
+def pool_status(
+    pool: ParsedPool,
+    outcome: PoolOutcome | None,
+    demand: DemandStatus,
+    targets: Mapping[PlacementKey, int],
+    live: Mapping[PlacementKey, LiveDeployment],
+    snapshot: ClusterSnapshot,
+    holding: str | None,
+    degraded: Sequence[str],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    spec = pool.model.spec
+    gen = pool.generation
+    capacity_of = {v.name: v.capacity for v in spec.variants}
+    family_of = {v.name: v.accelerator.family.value for v in spec.variants}
+    pool_names = {p.name for p in snapshot.pools}
+    rows = []
+    ready_total = desired_total = 0
+    ready_capacity = ready_cost = 0.0
+    families: set[str] = set()
+    for key in sorted(set(targets) | set(live)):
+        if key[0] != pool.key or key[1] not in capacity_of:
+            continue
+        desired = targets.get(key, 0)
+        ready = min(live[key].ready, max(desired, live[key].replicas)) if key in live else 0
+        if desired == 0 and ready == 0:
+            continue
+        rows.append({"variant": key[1], "nodePool": key[2], "family": family_of[key[1]],
+                     "desired": desired, "ready": ready})
+        ready_total += ready
+        desired_total += desired
+        ready_capacity += ready * capacity_of[key[1]]
+        if key[2] in pool_names and ready:
+            variant = spec.variant(key[1])
+            price = (variant.cost_per_hour if variant.cost_per_hour is not None else
+                     snapshot.pool(key[2]).price_per_accelerator_hour * variant.accelerator.count)
+            ready_cost += ready * price
+        if ready:
+            families.add(family_of[key[1]])
+    demand_rps = demand.demand_rps
+    needed = demand.required_rps
+    serving = ready_total >= spec.replicas.min and ready_capacity + 1e-9 >= min(
+        needed, (outcome.capacity_rps if outcome else needed))
+    shortfall = outcome.shortfall_rps if outcome else 0.0
+    conditions = [
+        _cond("SpecInvalid", False, "Valid", "", gen, now),
+        _cond("Ready", serving, "Serving" if serving else "ReplicasNotReady",
+              f"{ready_total}/{desired_total} replicas Ready, {ready_capacity:.1f} req/s of "
+              f"{needed:.1f} req/s required", gen, now),
+        _cond("CapacityShortfall", shortfall > 1e-9,
+              "InsufficientAccelerators" if shortfall > 1e-9 else "CapacityMet",
+              (f"{shortfall:.1f} req/s short: {outcome.shortfall_cause}" if outcome and
+               shortfall > 1e-9 else ""), gen, now),
+        _cond("Rebalancing", holding is not None, "MovingReplicas" if holding else "Stable",
+              holding or "", gen, now),
+        _cond("Degraded", bool(degraded), "Failover" if degraded else "Healthy",
+              "; ".join(degraded), gen, now),
+        _cond(DEMAND_UNKNOWN, demand.demand_unknown, demand.reason, demand.message, gen, now),
+    ]
+    return {
+        "observedGeneration": gen,
+        "desiredReplicas": desired_total,
+        "readyReplicas": ready_total,
+        "demand": round(demand_rps, 3) if demand_rps is not None else None,
+        "requiredCapacity": round(needed, 3),
+        "capacity": round(ready_capacity, 3),
+        "costPerHour": round(ready_cost, 4),
+        "families": ",".join(sorted(families)),
+        "placement": rows,
+        "conditions": with_conditions(pool.body, conditions),
+    }
+
+
+def accelerator_pool_status(body: Mapping[str, Any], snapshot: ClusterSnapshot,
+                            in_use: Mapping[str, int], now: dt.datetime) -> dict[str, Any]:
+    name = str((body.get("metadata") or {}).get("name"))
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    nodes = snapshot.nodes_of(name) if name in {p.name for p in snapshot.pools} else ()
+    ready_nodes = [n for n in nodes if n.ready and n.schedulable]
+    total = sum(n.allocatable for n in nodes)
+    allocatable = sum(n.allocatable for n in ready_nodes)
+    conditions = with_conditions(body, [
+        _cond("Ready", bool(ready_nodes), "NodesReady" if ready_nodes else "NoReadyNodes",
+              f"{len(ready_nodes)}/{len(nodes)} nodes Ready and schedulable", generation, now),
+    ])
+    return {"observedGeneration": generation, "nodes": len(nodes), "readyNodes": len(ready_nodes),
+            "acceleratorsTotal": total, "acceleratorsAllocatable": allocatable,
+            "acceleratorsInUse": in_use.get(name, 0), "conditions": conditions}

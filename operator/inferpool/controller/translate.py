@@ -1,0 +1,188 @@
+"""Pure translations between the API objects, the engine and the Deployments (no I/O).
+
+Kept apart from the planner loop so each rule (what counts as current placement, when an old
+replica may go, what the status says) is unit-tested without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from inferpool.api.inference_pool import InferencePool, Variant
+from inferpool.api.security import ALLOW_PRIVILEGED
+from inferpool.k8s import labels as L
+from inferpool.placement import PlacementKey, PoolDemand, VariantDemand
+
+
+@dataclass(frozen=True)
+class ParsedPool:
+    key: str  # namespace/name
+    body: Mapping[str, Any]
+    model: InferencePool
+
+    @property
+    def namespace(self) -> str:
+        return self.key.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.model.metadata.name
+
+    @property
+    def uid(self) -> str:
+        return str(self.model.metadata.uid or "")
+
+    @property
+    def generation(self) -> int:
+        return int(self.model.metadata.generation or 0)
+
+
+@dataclass(frozen=True)
+class InvalidPool:
+    key: str
+    body: Mapping[str, Any]
+    message: str
+
+
+def pool_key(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def parse_pools(bodies: Iterable[Mapping[str, Any]], allow_privileged: Iterable[str] = ()
+                ) -> tuple[list[ParsedPool], list[InvalidPool]]:
+    """Validate every InferencePool again in Python: objects stored before a CRD upgrade, or
+    under a laxer CRD, must not reach the engine. Invalid ones are reported, never fatal."""
+    allowed = set(allow_privileged)
+    valid: list[ParsedPool] = []
+    invalid: list[InvalidPool] = []
+    for body in sorted(bodies, key=pool_key):
+        key = pool_key(body)
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        context = {ALLOW_PRIVILEGED: key.split("/", 1)[0] in allowed}
+        try:
+            # The status is ours and may come from another version: only the spec is judged.
+            spec_only = {k: v for k, v in body.items() if k != "status"}
+            model = InferencePool.model_validate(spec_only, context=context)
+        except ValidationError as exc:
+            invalid.append(InvalidPool(key, body, _describe(exc)))
+            continue
+        valid.append(ParsedPool(key, body, model))
+    return valid, invalid
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        path = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        parts.append(f"{path}: {err['msg']}" if path else str(err["msg"]))
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def engine_product(variant: Variant) -> str | None:
+    """The accelerator product as the cluster layer names a node pool's: the GPU product for
+    NVIDIA, the TPU accelerator type for TPU, the accelerator name for Neuron."""
+    acc = variant.accelerator
+    return acc.type if acc.family.value == "tpu" else acc.product
+
+
+def to_demand(pool: ParsedPool, required_rps: float) -> PoolDemand:
+    spec = pool.model.spec
+    return PoolDemand(
+        key=pool.key,
+        required_rps=required_rps,
+        min_replicas=spec.replicas.min,
+        max_replicas=spec.replicas.max,
+        priority=spec.priority,
+        max_family_share=spec.resilience.max_family_share,
+        max_node_pool_share=spec.resilience.max_node_pool_share,
+        min_families=spec.resilience.min_families,
+        variants=tuple(
+            VariantDemand(
+                name=v.name, family=v.accelerator.family.value, product=engine_product(v),
+                topology=v.accelerator.topology, accelerators=v.accelerator.count,
+                capacity_rps=v.capacity, cost_per_hour=v.cost_per_hour, preference=v.preference,
+            )
+            for v in spec.variants
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LiveDeployment:
+    """What the planner needs from one Deployment it made."""
+
+    key: PlacementKey
+    name: str
+    namespace: str
+    replicas: int  # spec.replicas
+    ready: int  # status.readyReplicas
+    body: Mapping[str, Any]
+
+
+def live_deployment(body: Mapping[str, Any]) -> LiveDeployment | None:
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    pool, variant, node_pool = (labels.get(L.POOL), labels.get(L.VARIANT),
+                                labels.get(L.NODE_POOL))
+    if not (pool and variant and node_pool):
+        return None
+    namespace = str(meta.get("namespace", ""))
+    return LiveDeployment(
+        key=(f"{namespace}/{pool}", variant, node_pool), name=str(meta.get("name", "")),
+        namespace=namespace, replicas=int((body.get("spec") or {}).get("replicas") or 0),
+        ready=int((body.get("status") or {}).get("readyReplicas") or 0), body=body,
+    )
+
+
+@dataclass
+class Gate:
+    """Make-before-break: how many replicas each Deployment gets this round.
+
+    `targets` is what to write; `holding` names the pools whose old replicas wait for new ones.
+    """
+
+    targets: dict[PlacementKey, int] = field(default_factory=dict)
+    holding: dict[str, str] = field(default_factory=dict)  # pool key -> why
+
+
+def make_before_break(
+    planned: Mapping[PlacementKey, int],
+    live: Mapping[PlacementKey, LiveDeployment],
+    pools: Mapping[str, ParsedPool],
+    rebalance_started: Mapping[str, float],
+    now: float,
+    dead_node_pools: frozenset[str] = frozenset(),
+) -> Gate:
+    """Scale up new places at once; scale down old ones only when every growing place of the
+    same InferencePool is Ready, or the pool's rollout.readyTimeoutSeconds has passed since the
+    move began. Replicas in node pools with no healthy node serve nothing, so they never hold."""
+    gate = Gate()
+    keys = sorted(set(planned) | set(live))
+    for pool_key_, pool in pools.items():
+        own = [k for k in keys if k[0] == pool_key_]
+        growing = [k for k in own if planned.get(k, 0) > (live[k].replicas if k in live else 0)]
+        waiting = [k for k in growing if (live[k].ready if k in live else 0) < planned[k]]
+        rollout = pool.model.spec.rollout
+        timed_out = (pool_key_ in rebalance_started and
+                     now - rebalance_started[pool_key_] >= rollout.ready_timeout_seconds)
+        hold = bool(waiting) and rollout.make_before_break and not timed_out
+        for k in own:
+            want = planned.get(k, 0)
+            have = live[k].replicas if k in live else 0
+            if want < have and hold and k[2] not in dead_node_pools:
+                gate.targets[k] = have
+                gate.holding[pool_key_] = (
+                    f"waiting for {sum(planned[w] - (live[w].ready if w in live else 0) for w in waiting)}"
+                    f" new replica(s) to become Ready before removing old ones")
+            else:
+                gate.targets[k] = want
+    # Deployments of InferencePools that are gone or invalid are left to their owner (deletion
+    # garbage-collects them); nothing to do here.
+    return gate

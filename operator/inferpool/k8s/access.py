@@ -1,0 +1,89 @@
+"""Every Kubernetes API access the operator makes: the one list its RBAC is written from.
+
+The Helm chart's ClusterRole and Role (charts/inferpool-operator/templates/rbac.yaml) grant
+exactly these rules, each commented with its `why`; tests/unit/test_chart_rbac.py fails when
+the rendered chart grants anything not listed here (or misses something that is), and
+tests/sandbox/test_chart.py runs the operator with nothing but the chart's ServiceAccount.
+Change the code's API usage, change this list, then the chart.
+
+Not listed because nothing needs granting: kopf's API discovery (`/api`, `/apis`: non-resource
+URLs every authenticated user may read through the default `system:discovery` binding). With
+kopf's scanning disabled and peering standalone, kopf needs no CRD or peering access, and it
+posts no Events of its own (posting is disabled; ours go through `inferpool.k8s.events`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+Scope = Literal["cluster", "release-namespace"]
+
+
+@dataclass(frozen=True)
+class Access:
+    """Verbs on one resource, where they are granted, and why the operator needs them."""
+
+    group: str  # API group; "" is the core group
+    resource: str  # plural, with "/subresource" where one is meant
+    verbs: tuple[str, ...]
+    scope: Scope  # "cluster": ClusterRole; "release-namespace": Role in the operator's namespace
+    why: str  # the comment above the rule in the chart
+    when: str | None = None  # chart value that must be true for the rule to be granted
+    # Granted only on the operator's own object (RBAC resourceNames: the chart's lease name).
+    # `create` cannot be limited so: the name is not known when it is authorized.
+    own_object_only: bool = False
+
+
+ACCESS: tuple[Access, ...] = (
+    Access("", "nodes", ("get", "list", "watch"), "cluster",
+           "nodes: the cluster view (node pools, allocatable accelerators, readiness, taints)"),
+    Access("", "pods", ("list", "watch"), "cluster",
+           "pods: accelerators in use on each node, and readiness of the replicas we run"),
+    Access("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete"),
+           "cluster",
+           "deployments: server-side apply of the Deployments the operator owns, one per "
+           "(InferencePool, variant, node pool); delete when a placement goes away"),
+    Access("inferpool.dev", "inferencepools", ("get", "list", "watch"), "cluster",
+           "inferencepools: what to serve (read only; the operator never edits the spec)"),
+    Access("inferpool.dev", "inferencepools/status", ("get", "patch", "update"), "cluster",
+           "inferencepools/status: demand, capacity, placement and conditions"),
+    Access("inferpool.dev", "inferencepools/finalizers", ("update",), "cluster",
+           "inferencepools/finalizers: set ownerReferences with blockOwnerDeletion on the "
+           "Deployments (the OwnerReferencesPermissionEnforcement admission check)"),
+    Access("inferpool.dev", "acceleratorpools", ("get", "list", "watch"), "cluster",
+           "acceleratorpools: declared node pools (selector, family, price, capacity type)"),
+    Access("inferpool.dev", "acceleratorpools/status", ("get", "patch", "update"), "cluster",
+           "acceleratorpools/status: report each pool's nodes and accelerators"),
+    Access("", "events", ("create", "patch"), "cluster",
+           "events: placement decisions and failovers, on the InferencePools they concern"),
+    Access("", "secrets", ("get",), "cluster",
+           "secrets: bearer tokens for Prometheus demand queries; the operator only uses "
+           "Secrets labelled inferpool.dev/usage=prometheus-auth",
+           when="prometheus.authSecrets"),
+    Access("coordination.k8s.io", "leases", ("create",), "release-namespace",
+           "leases: create the leader-election Lease (one replica plans at a time)"),
+    Access("coordination.k8s.io", "leases", ("get", "update"), "release-namespace",
+           "leases: read and renew (take over) the operator's own Lease, and no other",
+           own_object_only=True),
+)
+
+Grant = tuple[str, str, str, Scope, bool]
+
+
+def grants(access: Iterable[Access] = ACCESS, *, enabled: Iterable[str] = ()) -> set[Grant]:
+    """(group, resource, verb, scope, own_object_only) for every verb granted, given the chart
+    values in `enabled` that are true (rules with a `when` are left out unless theirs is)."""
+    on = set(enabled)
+    return {(a.group, a.resource, verb, a.scope, a.own_object_only) for a in access
+            if a.when is None or a.when in on for verb in a.verbs}
+
+
+def conditions(access: Iterable[Access] = ACCESS) -> Iterator[str]:
+    """The chart values some rule depends on."""
+    seen: set[str] = set()
+    for a in access:
+        if a.when and a.when not in seen:
+            seen.add(a.when)
+            yield a.when

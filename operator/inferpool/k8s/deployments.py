@@ -1,0 +1,105 @@
+"""The Deployment made for one (InferencePool, variant, node pool), and whether a live one
+already matches it."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from inferpool.k8s import labels as L
+
+# How long pods stay bound to a NotReady/unreachable node before Kubernetes evicts them.
+# The default (300 s) is what makes a dead pool hold capacity hostage; the planner already
+# places replacements at once, this just stops the old pods from lingering.
+DEFAULT_TOLERATION_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the operator needs from one variant to build its Deployments."""
+
+    pool: str  # InferencePool name
+    namespace: str
+    owner_uid: str
+    variant: str
+    family: str
+    accelerators: int
+    template: Mapping[str, Any]  # the variant's pod template (metadata, spec)
+    max_surge: str | int = "25%"
+
+
+def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], replicas: int,
+          toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> dict[str, Any]:
+    selector = {L.POOL: workload.pool, L.VARIANT: workload.variant, L.NODE_POOL: node_pool}
+    ours = {**selector, L.ACCELERATOR: workload.family, L.MANAGED_BY: L.MANAGER}
+    template = copy.deepcopy(dict(workload.template))
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), **ours}
+    spec = template.setdefault("spec", {})
+    spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **node_selector}
+    spec["tolerations"] = _tolerations(spec.get("tolerations") or [], workload.family,
+                                       toleration_seconds)
+    _set_accelerator_limit(spec, L.FAMILY_RESOURCE[workload.family], workload.accelerators)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": L.deployment_name(workload.pool, workload.variant, node_pool),
+            "namespace": workload.namespace,
+            "labels": ours,
+            "ownerReferences": [{
+                "apiVersion": f"{L.GROUP}/{L.VERSION}", "kind": "InferencePool",
+                "name": workload.pool, "uid": workload.owner_uid,
+                "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            # Template changes roll make-before-break too: new pods first, old ones after.
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": workload.max_surge, "maxUnavailable": 0}},
+            "template": template,
+        },
+    }
+
+
+def _tolerations(user: list[dict[str, Any]], family: str, seconds: int) -> list[dict[str, Any]]:
+    short = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+    kept = [t for t in user if t.get("key") not in short]
+    family_key = L.FAMILY_TAINT_KEY[family]
+    if not any(t.get("key") == family_key for t in kept):
+        kept.append({"key": family_key, "operator": "Exists", "effect": "NoSchedule"})
+    kept += [{"key": key, "operator": "Exists", "effect": "NoExecute",
+              "tolerationSeconds": seconds} for key in short]
+    return kept
+
+
+def _set_accelerator_limit(spec: dict[str, Any], resource: str, count: int) -> None:
+    """The first container asks for the variant's accelerators (requests must equal limits for
+    extended resources); any other container asking for them would double-count, so it can't."""
+    containers = spec.get("containers") or []
+    if not containers:
+        return
+    resources = containers[0].setdefault("resources", {})
+    for kind in ("limits", "requests"):
+        resources[kind] = {**(resources.get(kind) or {}), resource: str(count)}
+
+
+def matches(desired: Any, live: Any) -> bool:
+    """True when every field we set has the same value in `live` (server defaults may add more).
+
+    Lists must have the same length and match item by item; this is what makes a manual edit to
+    an owned Deployment visible, while defaulting by the API server is not a difference.
+    """
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            key in live and matches(value, live[key]) for key, value in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(desired) == len(live) and all(
+            matches(d, v) for d, v in zip(desired, live, strict=True))
+    if isinstance(desired, str) and isinstance(live, (int, float)) and not isinstance(live, bool):
+        return desired == str(live)
+    return bool(desired == live)

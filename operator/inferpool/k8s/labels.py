@@ -1,0 +1,40 @@
+"""Label and annotation keys the operator puts on what it creates."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+GROUP = "inferpool.dev"
+VERSION = "v1alpha1"
+
+POOL = "inferpool.dev/pool"  # the InferencePool's name (a gateway selects a model's pods by it)
+VARIANT = "inferpool.dev/variant"
+ACCELERATOR = "inferpool.dev/accelerator"  # the accelerator family
+NODE_POOL = "inferpool.dev/node-pool"  # also the sandbox's node label for its pools
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "inferpool"
+FIELD_MANAGER = "inferpool-operator"
+
+FAMILY_RESOURCE = {
+    "nvidia": "nvidia.com/gpu",
+    "tpu": "google.com/tpu",
+    "neuron": "aws.amazon.com/neuron",
+}
+# Taints the vendors put on accelerator nodes (GKE also taints GPU nodes).
+FAMILY_TAINT_KEY = {
+    "nvidia": "nvidia.com/gpu",
+    "tpu": "google.com/tpu",
+    "neuron": "aws.amazon.com/neuron",
+}
+
+_NOT_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def deployment_name(pool: str, variant: str, node_pool: str) -> str:
+    """A stable, DNS-safe name per (InferencePool, variant, node pool); hashed when too long."""
+    name = _NOT_NAME.sub("-", f"{pool}-{variant}-{node_pool}".lower()).strip("-")
+    if len(name) <= 52:
+        return name
+    digest = hashlib.sha256(f"{pool}/{variant}/{node_pool}".encode()).hexdigest()[:8]
+    return f"{name[:43].rstrip('-')}-{digest}"

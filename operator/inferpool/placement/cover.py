@@ -1,0 +1,242 @@
+"""Best replicas for ONE InferencePool given what is free: a small exact branch and bound.
+
+An item is one way to add replicas: a variant at one price, with how many can be added now
+(`avail`), of which the first `keep` stay where they run (costing 1 - hysteresis). The pool's
+objective is the lexicographic one of objective.py restricted to the pool:
+(shortfall, resilience violation, adjusted cost, -preference).
+
+When the demand cannot be covered, capacity wins: the largest replicas first. Otherwise a
+depth-first search over items in cost-per-rps order, pruned by a fractional lower bound on cost,
+finds the cheapest cover. The search is bounded by a node count (not by time) so the result is
+the same on a fast and a slow machine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from inferpool.placement.objective import EPS, shortfall_of, violation_of
+
+NODE_LIMIT = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    cost: float
+    keep_cost: float
+    keep: int
+    avail: int
+    rps: float
+    family: int
+    preference: int
+    group: int  # node pool index (for node pool shares)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    required: float
+    min_replicas: int
+    max_replicas: int
+    family_share: float = 1.0
+    node_pool_share: float = 1.0
+    min_families: int = 1
+    scale: float = 1.0
+
+    @property
+    def resilient(self) -> bool:
+        return self.family_share < 1.0 or self.node_pool_share < 1.0 or self.min_families > 1
+
+
+PoolKey = tuple[float, float, float, float]
+
+
+def item_cost(item: Item, n: int) -> float:
+    kept = min(n, item.keep)
+    return kept * item.keep_cost + (n - kept) * item.cost
+
+
+def evaluate(items: Sequence[Item], counts: Sequence[int], rules: Rules) -> PoolKey:
+    cap = 0.0
+    n = 0
+    cost = 0.0
+    pref = 0
+    fam = [0.0, 0.0, 0.0]
+    fam_n = [0, 0, 0]
+    groups: dict[int, float] = {}
+    for item, x in zip(items, counts, strict=True):
+        if x <= 0:
+            continue
+        cap += item.rps * x
+        n += x
+        cost += item_cost(item, x)
+        pref += item.preference * x
+        fam[item.family] += item.rps * x
+        fam_n[item.family] += x
+        if rules.node_pool_share < 1.0:
+            groups[item.group] = groups.get(item.group, 0.0) + item.rps * x
+    violation = 0.0
+    if rules.resilient:
+        violation = violation_of(
+            rules.family_share,
+            rules.node_pool_share,
+            rules.min_families,
+            rules.scale,
+            cap,
+            fam,
+            groups.values(),
+            sum(1 for v in fam_n if v > 0),
+        )
+    return (
+        round(shortfall_of(rules.required, rules.min_replicas, cap, n), 9),
+        round(violation, 9),
+        round(cost, 6),
+        -float(pref),
+    )
+
+
+def best_cover(items: Sequence[Item], rules: Rules) -> list[int]:
+    """Replica count per item minimising the pool's lexicographic objective."""
+    if not items or rules.max_replicas <= 0:
+        return [0] * len(items)
+    shortage = _shortage_cover(items, rules)
+    if shortage is not None:
+        return shortage
+    found = _Search(items, rules).run()
+    # the node limit can stop the search before any cover is seen: fall back to largest-first
+    return found if found is not None else _largest_first(items, rules)
+
+
+def _shortage_cover(items: Sequence[Item], rules: Rules) -> list[int] | None:
+    """If even the largest replicas cannot cover demand, take them (cheapest first on ties)."""
+    counts = _largest_first(items, rules)
+    cap = sum(c * it.rps for c, it in zip(counts, items, strict=True))
+    if cap >= rules.required - EPS and sum(counts) >= rules.min_replicas:
+        return None
+    return counts
+
+
+def _largest_first(items: Sequence[Item], rules: Rules) -> list[int]:
+    """Highest-rps replicas first (cheapest on ties) until covered or out of room."""
+    order = sorted(range(len(items)), key=lambda i: (-items[i].rps, items[i].cost, i))
+    counts = [0] * len(items)
+    left = rules.max_replicas
+    cap = 0.0
+    n = 0
+    for i in order:
+        item = items[i]
+        missing = rules.required - cap
+        units = math.ceil(missing / item.rps - 1e-9) if item.rps > 0 and missing > EPS else 0
+        take = min(item.avail, left, max(units, rules.min_replicas - n))
+        if take <= 0:
+            continue
+        counts[i] = take
+        left -= take
+        n += take
+        cap += take * item.rps
+    return counts
+
+
+class _Search:
+    def __init__(self, items: Sequence[Item], rules: Rules) -> None:
+        self.rules = rules
+        # cost per rps (kept replicas at their discounted cost), preference, then input order
+        self.order = sorted(
+            range(len(items)),
+            key=lambda i: (
+                items[i].keep_cost / items[i].rps if items[i].keep and items[i].rps > 0 else
+                items[i].cost / items[i].rps if items[i].rps > 0 else math.inf,
+                -items[i].preference,
+                i,
+            ),
+        )
+        self.items = [items[i] for i in self.order]
+        self.nodes = 0
+        self.best: list[int] | None = None
+        self.best_key: PoolKey | None = None
+        self.counts = [0] * len(self.items)
+        # over-provisioning can fix a share violation: allow up to required / share
+        share = min(rules.family_share, rules.node_pool_share)
+        self.target = rules.required / max(share, 0.25) if rules.resilient else rules.required
+        self._segments = [self._suffix_segments(i) for i in range(len(self.items) + 1)]
+        self._cheapest = [
+            min((it.keep_cost if it.keep else it.cost for it in self.items[i:] if it.avail),
+                default=math.inf)
+            for i in range(len(self.items) + 1)
+        ]
+
+    def _suffix_segments(self, start: int) -> list[tuple[float, float, int]]:
+        """(cost per rps, rps, units) of the items from `start`, cheapest per rps first."""
+        segments = []
+        for it in self.items[start:]:
+            if it.rps <= 0 or it.avail <= 0:
+                continue
+            keep = min(it.keep, it.avail)
+            if keep:
+                segments.append((it.keep_cost / it.rps, it.rps, keep))
+            if it.avail - keep:
+                segments.append((it.cost / it.rps, it.rps, it.avail - keep))
+        segments.sort()
+        return segments
+
+    def run(self) -> list[int] | None:
+        self._dfs(0, 0.0, 0, 0.0)
+        if self.best is None:
+            return None
+        result = [0] * len(self.items)
+        for pos, i in enumerate(self.order):
+            result[i] = self.best[pos]
+        return result
+
+    def _lower_bound(self, start: int, need: float, need_n: int) -> float:
+        bound = 0.0
+        if need > EPS:
+            for per_rps, rps, units in self._segments[start]:
+                take = min(need, rps * units)
+                bound += take * per_rps
+                need -= take
+                if need <= EPS:
+                    break
+            else:
+                return math.inf
+        if need_n > 0:
+            bound = max(bound, need_n * self._cheapest[start])
+        return bound
+
+    def _dfs(self, i: int, cap: float, n: int, cost: float) -> None:
+        self.nodes += 1
+        rules = self.rules
+        need = rules.required - cap
+        need_n = rules.min_replicas - n
+        if self.best_key is not None:
+            if self.nodes > NODE_LIMIT:
+                return
+            # cost pruning is valid once the incumbent has no violation to improve on
+            if self.best_key[1] == 0.0:
+                if cost + self._lower_bound(i, need, need_n) >= self.best_key[2] - 1e-9:
+                    return
+        if i == len(self.items) or (need <= EPS and need_n <= 0 and not rules.resilient):
+            saved = self.counts[i:]
+            self.counts[i:] = [0] * (len(self.items) - i)
+            key = evaluate(self.items, self.counts, rules)
+            if key[0] == 0.0 and (self.best_key is None or key < self.best_key):
+                self.best_key = key
+                self.best = list(self.counts)
+            self.counts[i:] = saved
+            if i == len(self.items):
+                return
+            if not rules.resilient:
+                return
+        item = self.items[i]
+        if item.rps > 0:
+            useful = math.ceil(max(0.0, self.target - cap) / item.rps - 1e-9)
+        else:
+            useful = 0
+        upper = min(item.avail, rules.max_replicas - n, max(useful, need_n))
+        for x in range(max(upper, 0), -1, -1):
+            self.counts[i] = x
+            self._dfs(i + 1, cap + x * item.rps, n + x, cost + item_cost(item, x))
+            if self.nodes > NODE_LIMIT and self.best_key is not None:
+                break
+        self.counts[i] = 0

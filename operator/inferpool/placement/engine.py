@@ -1,0 +1,61 @@
+"""`place()`: the engine's one entry point.
+
+1. compile the snapshot, demands and current placement into an indexed problem;
+2. choose a solver: the exact MILP for small problems (or when asked), the fast path otherwise;
+3. solve: the fast path always runs first, so there is a feasible plan whatever happens next,
+   and it is the MILP's warm start;
+4. build the Plan: replicas, per-pool outcomes and reasons, moves.
+No I/O and no randomness: the same input gives the same plan (as long as no solver stops on its
+time budget, which is the one thing that depends on the machine).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from inferpool.cluster.snapshot import ClusterSnapshot
+from inferpool.placement.explain import build_plan
+from inferpool.placement.fast import solve_fast
+from inferpool.placement.milp import solve_milp
+from inferpool.placement.model import PlacementKey, PlacementOptions, Plan, PoolDemand
+from inferpool.placement.objective import score
+from inferpool.placement.problem import Problem, compile_problem
+
+# "auto" uses the MILP up to this many (pool, variant, node pool) options: it proves optimality
+# there within a fraction of a second on the benchmark's instances.
+AUTO_MILP_MAX_OPTIONS = 250
+# share of the budget the fast path may use before the MILP starts (MILP solver only)
+FAST_SHARE_BEFORE_MILP = 0.3
+
+
+def place(
+    snapshot: ClusterSnapshot,
+    demands: Sequence[PoolDemand],
+    current: Mapping[PlacementKey, int] | None = None,
+    options: PlacementOptions = PlacementOptions(),  # noqa: B008 - frozen, safe as a default
+) -> Plan:
+    began = time.perf_counter()
+    deadline = began + max(options.time_budget_s, 0.0)
+    problem = compile_problem(snapshot, demands, current, options)
+    solver = choose_solver(problem, options)
+
+    if solver == "fast":
+        fast = solve_fast(problem, deadline, full=options.full_reoptimize)
+        return build_plan(problem, fast.counts, f"fast/{fast.mode}",
+                          time.perf_counter() - began, optimal=False)
+
+    fast_deadline = began + FAST_SHARE_BEFORE_MILP * max(options.time_budget_s, 0.0)
+    fast = solve_fast(problem, fast_deadline, full=True)
+    exact = solve_milp(problem, deadline, start=fast.counts)
+    counts, name, optimal = exact.counts, "milp", exact.optimal
+    if score(problem, fast.counts) < score(problem, exact.counts):
+        # the MILP ran out of budget with a worse incumbent than its own warm start
+        counts, name, optimal = fast.counts, "fast/global", False
+    return build_plan(problem, counts, name, time.perf_counter() - began, optimal=optimal)
+
+
+def choose_solver(problem: Problem, options: PlacementOptions) -> str:
+    if options.solver != "auto":
+        return options.solver
+    return "milp" if problem.n_options <= AUTO_MILP_MAX_OPTIONS else "fast"

@@ -1,0 +1,217 @@
+"""Turn solver counts into a Plan: outcomes, moves, shortfall causes and short reasons."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from types import MappingProxyType
+
+from inferpool.cluster.snapshot import FAMILIES, Family
+from inferpool.placement.model import Move, PlacementKey, Plan, PoolOutcome
+from inferpool.placement.objective import EPS, pool_terms
+from inferpool.placement.packing import PackState
+from inferpool.placement.problem import PoolInfo, Problem
+
+MAX_REASONS = 8
+
+
+def build_plan(
+    problem: Problem, counts: Sequence[int], solver: str, seconds: float, optimal: bool
+) -> Plan:
+    replicas = {
+        problem.opt_key[o]: counts[o] for o in sorted(range(problem.n_options),
+                                                      key=lambda o: problem.opt_key[o])
+        if counts[o] > 0
+    }
+    packs = _packs_after(problem, counts)
+    outcomes = {
+        info.key: _outcome(problem, info, counts, packs) for info in problem.pools
+    }
+    return Plan(
+        replicas=MappingProxyType(replicas),
+        outcomes=MappingProxyType(outcomes),
+        moves=_moves(problem, counts),
+        solver=solver,
+        solve_seconds=seconds,
+        optimal=optimal,
+    )
+
+
+def _moves(problem: Problem, counts: Sequence[int]) -> tuple[Move, ...]:
+    changes: dict[PlacementKey, tuple[int, int]] = {}
+    for o in range(problem.n_options):
+        before, after = problem.opt_current[o], counts[o]
+        if before != after:
+            changes[problem.opt_key[o]] = (before, after)
+    for key, before in problem.stale_current.items():
+        changes[key] = (before, 0)
+    return tuple(Move(key, b, a) for key, (b, a) in sorted(changes.items()))
+
+
+def _packs_after(problem: Problem, counts: Sequence[int]) -> list[PackState]:
+    packs = [PackState(np) for np in problem.node_pools]
+    for o, x in enumerate(counts):
+        if x:
+            packs[problem.opt_node_pool[o]].add(problem.opt_k[o], x)
+    return packs
+
+
+def _outcome(
+    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState]
+) -> PoolOutcome:
+    terms = pool_terms(problem, info.index, counts)
+    d = info.demand
+    shortfall = max(0.0, d.required_rps - terms.capacity)
+    families: list[Family] = sorted(
+        {FAMILIES[problem.opt_family[o]] for o in info.options if counts[o] > 0},
+        key=FAMILIES.index,
+    )
+    short = shortfall > EPS or terms.replicas < info.min_replicas
+    return PoolOutcome(
+        capacity_rps=round(terms.capacity, 6),
+        cost_per_hour=round(terms.cost, 6),
+        shortfall_rps=round(shortfall, 6),
+        shortfall_cause=_cause(problem, info, counts, packs, terms.replicas) if short else None,
+        families=tuple(families),
+        reasons=tuple(_reasons(problem, info, counts, packs, terms.capacity,
+                               terms.replicas, terms.violation)[:MAX_REASONS]),
+    )
+
+
+def _cause(
+    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState],
+    replicas: int,
+) -> str:
+    if not info.options:
+        return "; ".join(info.unmatched) or "no variants"
+    if replicas >= info.max_replicas:
+        return f"max replicas {info.max_replicas} reached"
+    parts: list[str] = []
+    families = sorted({problem.opt_family[o] for o in info.options})
+    names = "/".join(FAMILIES[f] for f in families)
+    parts.append(f"no free {names} accelerators in matching pools")
+    fragmented = []
+    capped = []
+    for o in info.options:
+        np = problem.node_pools[problem.opt_node_pool[o]]
+        pack = packs[np.index]
+        k = problem.opt_k[o]
+        if np.limit is not None and pack.acc_used + k > np.limit:
+            capped.append(f"{np.pool.name} capped at {np.limit}")
+        elif sum(np.free) - pack.acc_used >= k and pack.room(k) == 0:
+            fragmented.append(np.pool.name)
+    if capped:
+        parts.append(", ".join(sorted(set(capped))[:3]))
+    if fragmented:
+        parts.append(f"free accelerators too fragmented for one replica in "
+                     f"{', '.join(sorted(set(fragmented))[:3])}")
+    rivals = _outranking(problem, info, counts)
+    if rivals:
+        parts.append("outranked by " + ", ".join(rivals[:3]))
+    return "; ".join(parts)
+
+
+def _outranking(problem: Problem, info: PoolInfo, counts: Sequence[int]) -> list[str]:
+    mine = {problem.opt_node_pool[o] for o in info.options}
+    found: dict[str, int] = {}
+    for other in problem.pools:
+        if other.demand.priority <= info.demand.priority:
+            continue
+        if any(counts[o] and problem.opt_node_pool[o] in mine for o in other.options):
+            found[other.key] = other.demand.priority
+    ranked = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [f"priority {prio} pool {key}" for key, prio in ranked]
+
+
+def _reasons(
+    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState],
+    capacity: float, replicas: int, violation: float,
+) -> list[str]:
+    d = info.demand
+    reasons: list[str] = []
+    if d.required_rps <= 0 and info.min_replicas == 0:
+        reasons.append("no demand and no minimum: 0 replicas")
+    placed: dict[tuple[str, str], int] = defaultdict(int)
+    for o in info.options:
+        if counts[o]:
+            placed[(problem.opt_variant[o].name, problem.node_pools[problem.opt_node_pool[o]]
+                    .pool.name)] += counts[o]
+    per_replica = {problem.opt_key[o][1:]: problem.opt_cost[o] for o in info.options}
+    for (variant, node_pool), n in sorted(placed.items()):
+        reasons.append(f"{n}x {variant} in {node_pool} at ${per_replica[(variant, node_pool)]:.2f}/h")
+    smallest = min((problem.opt_rps[o] for o in info.options if counts[o]), default=0.0)
+    if info.min_replicas and replicas == info.min_replicas and (
+        capacity - smallest >= d.required_rps - EPS
+    ):
+        reasons.append(f"min replicas {info.min_replicas} is above what demand needs")
+    reasons.extend(_spill_over(problem, info, counts, packs))
+    kept = sum(min(counts[o], problem.opt_current[o]) for o in info.options)
+    if kept and _cheaper_room(problem, info, counts, packs):
+        reasons.append(
+            f"kept {kept} replicas in place: moving saves less than "
+            f"{problem.hysteresis:.0%} of their cost"
+        )
+    if violation > 0:
+        reasons.append(_relaxed(problem, info, counts, capacity))
+    for o in info.options:
+        pool = problem.node_pools[problem.opt_node_pool[o]].pool
+        if counts[o] and not pool.price_known:
+            reasons.append(f"price unknown for {pool.name}: fallback price used")
+    reasons.extend(info.unmatched)
+    return list(dict.fromkeys(reasons))
+
+
+def _efficiency(problem: Problem, o: int) -> float:
+    r = problem.opt_rps[o]
+    return problem.opt_cost[o] / r if r > 0 else float("inf")
+
+
+def _spill_over(
+    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState]
+) -> list[str]:
+    used = [o for o in info.options if counts[o]]
+    if not used:
+        return []
+    worst = max(used, key=lambda o: (_efficiency(problem, o), problem.opt_key[o]))
+    full = sorted(
+        problem.node_pools[problem.opt_node_pool[o]].pool.name
+        for o in info.options
+        if _efficiency(problem, o) < _efficiency(problem, worst) - EPS
+        and packs[problem.opt_node_pool[o]].room(problem.opt_k[o]) == 0
+    )
+    if not full:
+        return []
+    target = problem.node_pools[problem.opt_node_pool[worst]].pool.name
+    return [f"spilled over to {target}: cheaper {', '.join(dict.fromkeys(full[:2]))} full"]
+
+
+def _cheaper_room(
+    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState]
+) -> bool:
+    used = [o for o in info.options if counts[o]]
+    if not used:
+        return False
+    worst = max(_efficiency(problem, o) for o in used)
+    return any(
+        _efficiency(problem, o) < worst - EPS
+        and packs[problem.opt_node_pool[o]].room(problem.opt_k[o]) > 0
+        for o in info.options
+    )
+
+
+def _relaxed(problem: Problem, info: PoolInfo, counts: Sequence[int], capacity: float) -> str:
+    d = info.demand
+    by_family: dict[int, float] = defaultdict(float)
+    for o in info.options:
+        by_family[problem.opt_family[o]] += problem.opt_rps[o] * counts[o]
+    if d.max_family_share < 1.0 and capacity > 0:
+        f, c = max(sorted(by_family.items()), key=lambda kv: kv[1])
+        if c > d.max_family_share * capacity + EPS:
+            return (f"resilience relaxed: {FAMILIES[f]} serves {c / capacity:.0%} "
+                    f"(limit {d.max_family_share:.0%}), no room in other families")
+    if d.min_families > 1:
+        used = sum(1 for v in by_family.values() if v > 0)
+        if used < d.min_families:
+            return (f"resilience relaxed: {used} families (wanted {d.min_families}), "
+                    "no room in others")
+    return "resilience relaxed: node pool share above limit, no room elsewhere"

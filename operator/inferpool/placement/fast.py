@@ -1,0 +1,239 @@
+"""The fast path: LP-guided rounding plus per-pool exact re-optimisation, under a time budget.
+
+Phases:
+1. Start from the current placement, clipped to what still fits (make-before-break keeps what
+   runs; hysteresis makes staying cheap).
+2. Global guidance, when there is no usable current placement (or `full` is asked for): one LP
+   over (pool, variant, capacity class) with exact aggregate capacity rows. Its rounded-down
+   solution is placed; it decides who gets the scarce, cheap accelerators.
+3. Local improvement: each pool in priority order is re-solved exactly against what is free
+   (cover.py); a change is kept only if it improves that pool's lexicographic objective, which
+   is the global objective because the other pools are untouched. Passes repeat until nothing
+   changes, the pass limit, or the time budget.
+Incremental mode (a current placement that mostly still fits) skips phase 2 and re-solves only
+the pools the change touched, which is what keeps a re-plan after a node loss in milliseconds.
+Every phase keeps the plan feasible, so whatever the budget, the result is a valid plan.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from inferpool.placement.cover import best_cover
+from inferpool.placement.linear import INF, LinearModel
+from inferpool.placement.objective import EPS, PoolTerms, pool_terms
+from inferpool.placement.problem import Problem
+from inferpool.placement.state import State
+
+MAX_PASSES = 4
+# above this share of pools needing repair, a re-plan optimises globally instead of locally
+INCREMENTAL_LIMIT = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class FastResult:
+    counts: list[int]
+    mode: str  # "global", "incremental"
+    passes: int
+    lp_used: bool
+
+
+def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastResult:
+    state = State(problem)
+    dirty = _start_from_current(state)
+    has_current = any(problem.opt_current) or bool(problem.stale_current)
+    incremental = has_current and not full and len(dirty) <= INCREMENTAL_LIMIT * max(
+        1, len(problem.pools)
+    )
+    lp_used = False
+    if not incremental:
+        lp_used = _lp_guidance(state, deadline)
+        dirty = set(range(len(problem.pools)))
+    passes = _improve(state, dirty, deadline, all_pools=not incremental)
+    return FastResult(
+        counts=list(state.counts),
+        mode="incremental" if incremental else "global",
+        passes=passes,
+        lp_used=lp_used,
+    )
+
+
+def _start_from_current(state: State) -> set[int]:
+    """Place current replicas that still fit; return the pools that need another look."""
+    pr = state.problem
+    dirty: set[int] = set()
+    for key in pr.stale_current:
+        for info in pr.pools:
+            if info.key == key[0]:
+                dirty.add(info.index)
+    for tier in pr.priority_tiers():
+        for p in tier:
+            for o in pr.pools[p].options:
+                cur = pr.opt_current[o]
+                if cur and state.add(o, cur) < cur:
+                    dirty.add(p)
+    for info in pr.pools:
+        terms = pool_terms(pr, info.index, state.counts)
+        if terms.shortfall > 0 or terms.violation > 0 or terms.replicas > info.max_replicas:
+            dirty.add(info.index)
+        elif _over_provisioned(state, info.index, terms.capacity, terms.replicas):
+            dirty.add(info.index)
+    return dirty
+
+
+def _over_provisioned(state: State, p: int, capacity: float, replicas: int) -> bool:
+    """One replica could go without losing coverage (demand fell)."""
+    pr = state.problem
+    info = pr.pools[p]
+    if replicas <= info.min_replicas:
+        return False
+    smallest = min((pr.opt_rps[o] for o in info.options if state.counts[o]), default=0.0)
+    return capacity - smallest >= info.demand.required_rps - EPS
+
+
+def _improve(state: State, dirty: set[int], deadline: float, all_pools: bool) -> int:
+    pr = state.problem
+    order = [p for tier in pr.priority_tiers() for p in sorted(tier, key=lambda q: pr.pools[q].key)]
+    passes = 0
+    todo = set(dirty)
+    while todo and passes < MAX_PASSES:
+        passes += 1
+        changed_pools: set[int] = set()
+        touched_classes: set[int] = set()
+        for p in order:
+            if p not in todo:
+                continue
+            if time.perf_counter() > deadline:
+                return passes
+            if reoptimize(state, p):
+                changed_pools.add(p)
+                touched_classes.update(g.klass for g in state.groups[p])
+        if not changed_pools or not all_pools:
+            break
+        # next pass: pools that share capacity with a pool that changed
+        todo = {
+            p for p in order
+            if p not in changed_pools and any(g.klass in touched_classes for g in state.groups[p])
+        }
+    return passes
+
+
+def reoptimize(state: State, p: int) -> bool:
+    """Re-solve pool p against what is free; keep the result only if it is better."""
+    pr = state.problem
+    before = pool_terms(pr, p, state.counts)
+    old = state.clear_pool(p)
+    items, rules = state.items(p)
+    state.place_groups(p, best_cover(items, rules))
+    after = pool_terms(pr, p, state.counts)
+    if _key(after) < _key(before):
+        return True
+    state.restore(p, old)
+    return False
+
+
+def _key(t: PoolTerms) -> tuple[float, float, float, float]:
+    return (round(t.shortfall, 9), round(t.violation, 9), round(t.adjusted_cost, 6),
+            -float(t.preference))
+
+
+# --- global LP guidance --------------------------------------------------------------------------
+
+
+def _lp_guidance(state: State, deadline: float) -> bool:
+    """Solve the LP relaxation over capacity classes and place its rounded-down solution."""
+    pr = state.problem
+    model = LinearModel()
+    cost: dict[int, float] = {}
+    cols: list[tuple[int, int, int]] = []  # (column, pool, group index)
+    class_rows: dict[int, list[tuple[int, int]]] = defaultdict(list)  # class -> [(col, k)]
+    tiers = pr.priority_tiers()
+    h = pr.hysteresis
+    for rank, tier in enumerate(reversed(tiers)):
+        weight = 1000.0 ** rank
+        for p in tier:
+            info = pr.pools[p]
+            groups = state.groups[p]
+            if not groups:
+                continue
+            rps_cols: list[tuple[int, float]] = []
+            count_cols: list[tuple[int, float]] = []
+            by_family: dict[int, list[tuple[int, float]]] = defaultdict(list)
+            worst = 0.0
+            for gi, group in enumerate(groups):
+                o0 = group.options[0]
+                c, r, k = pr.opt_cost[o0], pr.opt_rps[o0], pr.opt_k[o0]
+                col = model.var(0.0, float(info.max_replicas))
+                cols.append((col, p, gi))
+                cost[col] = c
+                class_rows[group.klass].append((col, k))
+                rps_cols.append((col, r))
+                count_cols.append((col, 1.0))
+                by_family[pr.opt_family[o0]].append((col, r))
+                worst = max(worst, c / r if r > 0 else c)
+                keep = sum(pr.opt_current[o] for o in group.options)
+                if keep and h > 0:
+                    kept = model.var(0.0, float(keep))
+                    model.row([(kept, 1.0), (col, -1.0)], -INF, 0.0)
+                    cost[kept] = -h * c
+            d = info.demand
+            if d.required_rps > 0:
+                s = model.var()
+                model.row([*rps_cols, (s, 1.0)], d.required_rps, INF)
+                cost[s] = 10.0 * weight * worst
+            if info.min_replicas > 0:
+                u = model.var()
+                model.row([*count_cols, (u, 1.0)], float(info.min_replicas), INF)
+                cost[u] = 10.0 * weight * worst * max(pr.opt_rps[o] for o in info.options)
+            model.row(count_cols, -INF, float(info.max_replicas))
+            if d.max_family_share < 1.0 and len(by_family) > 1:
+                for f in sorted(by_family):
+                    v = model.var()
+                    entries = [(col, -d.max_family_share * r) for col, r in rps_cols]
+                    model.row([*entries, *by_family[f], (v, -1.0)], -INF, 0.0)
+                    cost[v] = 5.0 * worst
+    _class_capacity_rows(state, model, class_rows)
+    remaining = deadline - time.perf_counter()
+    if not cols or remaining <= 0.05:
+        return False
+    objective = [0.0] * model.num_cols
+    for col, c in cost.items():
+        objective[col] = c
+    highs = model.to_highs(objective, relax=True)
+    highs.setOptionValue("time_limit", remaining)
+    highs.run()
+    if highs.getInfo().primal_solution_status != 2:
+        return False
+    values = highs.getSolution().col_value
+    per_pool: dict[int, list[int]] = defaultdict(list)
+    for col, p, _ in cols:
+        per_pool[p].append(math.floor(values[col] + 1e-6))
+    for p in range(len(pr.pools)):
+        if p in per_pool:
+            state.clear_pool(p)
+            state.place_groups(p, per_pool[p])
+    return True
+
+
+def _class_capacity_rows(
+    state: State, model: LinearModel, class_rows: dict[int, list[tuple[int, int]]]
+) -> None:
+    """Aggregate node capacity of each class: exact for divisible sizes (see packing.py)."""
+    pr = state.problem
+    members: dict[int, list[int]] = defaultdict(list)
+    for np in pr.node_pools:
+        members[state.classes[np.index]].append(np.index)
+    for klass, entries in sorted(class_rows.items()):
+        sizes = sorted({k for _, k in entries})
+        nps = [pr.node_pools[i] for i in members[klass]]
+        for s in sizes:
+            slots = sum(np.slots(s) for np in nps)
+            row = [(col, float(k // s)) for col, k in entries if k >= s and k % s == 0]
+            row += [(col, float(k) / s) for col, k in entries if k >= s and k % s != 0]
+            model.row(row, -INF, float(slots))
+        limits = [np.limit for np in nps if np.limit is not None]
+        if limits:
+            model.row([(col, float(k)) for col, k in entries], -INF, float(sum(limits)))

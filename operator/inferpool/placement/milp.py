@@ -1,0 +1,284 @@
+"""The exact solver: a MILP over (pool, variant, node pool) replica counts, solved by HiGHS.
+
+The objective of objective.py is lexicographic, so the MILP is solved in stages: each stage
+minimises one term and then holds it at its optimum while the next is minimised (shortfall per
+priority tier, churn beyond max_moves, resilience violations, hysteresis-adjusted cost). A stage
+whose optimum is known to be zero from the warm start is fixed instead of solved.
+
+Node capacity is exact: divisible replica sizes use the counting inequalities of packing.py,
+other size sets use one pattern variable per (distinct free count, maximal packing pattern).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import highspy
+
+from inferpool.placement.linear import INF, LinearModel
+from inferpool.placement.objective import pool_terms
+from inferpool.placement.problem import NodePoolCapacity, Problem
+
+MAX_PATTERNS = 400  # per distinct free count; beyond it the pattern set is truncated
+
+
+@dataclass(frozen=True, slots=True)
+class MilpResult:
+    counts: list[int]
+    optimal: bool
+    seconds: float
+    stages: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Stage:
+    name: str
+    objective: dict[int, float]
+    zero_in_start: bool = False
+
+
+class MilpModel:
+    """The MILP of one problem, with the objective split into lexicographic stages."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.model = LinearModel()
+        self.x: list[int] = []
+        self.stages: list[_Stage] = []
+        self._build()
+
+    # --- construction -------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        pr, m = self.problem, self.model
+        h = pr.hysteresis
+        for o in range(pr.n_options):
+            pool = pr.pools[pr.opt_pool[o]]
+            np_cap = pr.node_pools[pr.opt_node_pool[o]]
+            ub = min(pool.max_replicas, np_cap.slots(pr.opt_k[o]))
+            if np_cap.limit is not None:
+                ub = min(ub, np_cap.limit // pr.opt_k[o])
+            self.x.append(m.var(0.0, float(max(0, ub)), integer=True))
+        for np_cap in pr.node_pools:
+            self._capacity_rows(np_cap)
+
+        tier_objectives: list[dict[int, float]] = []
+        resilience: dict[int, float] = {}
+        for tier in pr.priority_tiers():
+            obj: dict[int, float] = {}
+            for p in tier:
+                self._pool_rows(p, obj, resilience)
+            tier_objectives.append(obj)
+        for i, obj in enumerate(tier_objectives):
+            self.stages.append(_Stage(f"shortfall[{i}]", obj))
+        if pr.options_in.max_moves is not None:
+            self.stages.append(_Stage("churn", self._churn_rows()))
+        if resilience:
+            self.stages.append(_Stage("resilience", resilience))
+        cost: dict[int, float] = {}
+        for o in range(pr.n_options):
+            cost[self.x[o]] = pr.opt_cost[o]
+            cur = pr.opt_current[o]
+            if cur > 0 and h > 0:
+                kept = m.var(0.0, float(cur))
+                m.row([(kept, 1.0), (self.x[o], -1.0)], -INF, 0.0)
+                cost[kept] = -h * pr.opt_cost[o]
+        self.stages.append(_Stage("cost", cost))
+
+    def _capacity_rows(self, np_cap: NodePoolCapacity) -> None:
+        pr, m = self.problem, self.model
+        members = [o for o in range(pr.n_options) if pr.opt_node_pool[o] == np_cap.index]
+        if not members:
+            return
+        if np_cap.limit is not None:
+            m.row(((self.x[o], float(pr.opt_k[o])) for o in members), -INF, float(np_cap.limit))
+        if np_cap.chain:
+            for s in np_cap.sizes:
+                entries = [(self.x[o], float(pr.opt_k[o] // s)) for o in members if pr.opt_k[o] >= s]
+                m.row(entries, -INF, float(np_cap.slots(s)))
+            return
+        # patterns: y[f, pattern] nodes with f free packed as `pattern`
+        supply: dict[int, list[tuple[int, float]]] = defaultdict(list)
+        for free, nodes in sorted(Counter(np_cap.free).items()):
+            ys = []
+            for pattern in maximal_patterns(np_cap.sizes, free):
+                y = m.var(0.0, float(nodes), integer=True)
+                ys.append((y, 1.0))
+                for size, count in pattern.items():
+                    supply[size].append((y, -float(count)))
+            m.row(ys, -INF, float(nodes))
+        for s in np_cap.sizes:
+            entries = [(self.x[o], 1.0) for o in members if pr.opt_k[o] == s]
+            m.row(entries + supply[s], -INF, 0.0)
+
+    def _pool_rows(self, p: int, shortfall: dict[int, float], resilience: dict[int, float]) -> None:
+        pr, m = self.problem, self.model
+        info = pr.pools[p]
+        d = info.demand
+        opts = info.options
+        xs = [(self.x[o], 1.0) for o in opts]
+        rps = [(self.x[o], pr.opt_rps[o]) for o in opts]
+        if d.required_rps > 0:
+            s = m.var(0.0, d.required_rps)
+            m.row([*rps, (s, 1.0)], d.required_rps, INF)
+            shortfall[s] = 1.0 / d.required_rps
+        if info.min_replicas > 0:
+            u = m.var(0.0, float(info.min_replicas))
+            m.row([*xs, (u, 1.0)], float(info.min_replicas), INF)
+            shortfall[u] = 1.0 / info.min_replicas
+        if opts:
+            m.row(xs, -INF, float(info.max_replicas))
+        if d.max_family_share < 1.0:
+            for f in sorted({pr.opt_family[o] for o in opts}):
+                self._share_row(opts, [o for o in opts if pr.opt_family[o] == f],
+                                d.max_family_share, info.scale, resilience)
+        if d.max_node_pool_share < 1.0:
+            for n in sorted({pr.opt_node_pool[o] for o in opts}):
+                self._share_row(opts, [o for o in opts if pr.opt_node_pool[o] == n],
+                                d.max_node_pool_share, info.scale, resilience)
+        if d.min_families > 1:
+            zs = []
+            for f in sorted({pr.opt_family[o] for o in opts}):
+                z = m.var(0.0, 1.0, integer=True)
+                m.row([(z, 1.0), *((self.x[o], -1.0) for o in opts if pr.opt_family[o] == f)],
+                      -INF, 0.0)
+                zs.append((z, 1.0))
+            w = m.var(0.0, float(d.min_families))
+            m.row([*zs, (w, 1.0)], float(d.min_families), INF)
+            resilience[w] = 1.0
+
+    def _share_row(self, opts: list[int], part: list[int], share: float, scale: float,
+                   resilience: dict[int, float]) -> None:
+        pr, m = self.problem, self.model
+        v = m.var()
+        entries = [(self.x[o], -share * pr.opt_rps[o]) for o in opts]
+        entries += [(self.x[o], pr.opt_rps[o]) for o in part]
+        m.row([*entries, (v, -1.0)], -INF, 0.0)
+        resilience[v] = 1.0 / scale
+
+    def _churn_rows(self) -> dict[int, float]:
+        pr, m = self.problem, self.model
+        removed = []
+        for o in range(pr.n_options):
+            cur = pr.opt_current[o]
+            if cur > 0:
+                r = m.var(0.0, float(cur))
+                m.row([(r, 1.0), (self.x[o], 1.0)], float(cur), INF)
+                removed.append((r, 1.0))
+        excess = m.var()
+        limit = float(pr.options_in.max_moves or 0) - sum(pr.stale_current.values())
+        m.row([*removed, (excess, -1.0)], -INF, limit)
+        return {excess: 1.0}
+
+    # --- solving ------------------------------------------------------------------------------
+
+    def solve(self, deadline: float, start: Sequence[int] | None = None) -> MilpResult:
+        began = time.perf_counter()
+        pr = self.problem
+        if start is not None:
+            self._mark_zero_stages(start)
+        h = self.model.to_highs()
+        h.setOptionValue("mip_rel_gap", 1e-6)
+        h.setOptionValue("mip_abs_gap", 1e-7)
+        optimal = True
+        solved: list[str] = []
+        values: list[float] | None = None
+        incumbent = list(start) if start is not None else None
+        for stage in self.stages:
+            if stage.zero_in_start and stage.name != "cost":
+                # the warm start already attains 0: hold the stage there without solving it
+                for col in stage.objective:
+                    h.changeColBounds(col, 0.0, 0.0)
+                continue
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0.01:
+                optimal = False
+                break
+            h.setOptionValue("time_limit", remaining)
+            if stage.name == "cost":
+                h.setOptionValue("mip_rel_gap", 1e-4)
+            costs = [0.0] * self.model.num_cols
+            for col, coef in stage.objective.items():
+                costs[col] = coef
+            h.changeColsCost(len(costs), list(range(len(costs))), costs)
+            if incumbent is not None:
+                self._warm_start(h, incumbent)
+            t0 = time.perf_counter()
+            h.run()
+            status = h.getModelStatus()
+            import sys
+            print("stage", stage.name, round(time.perf_counter() - t0, 3), h.modelStatusToString(status), h.getInfo().objective_function_value, h.getInfo().mip_gap, file=sys.stderr)
+            if h.getInfo().primal_solution_status != 2:  # no feasible solution at all
+                optimal = False
+                break
+            values = list(h.getSolution().col_value)
+            incumbent = [round(values[c]) for c in self.x]
+            solved.append(stage.name)
+            if status != highspy.HighsModelStatus.kOptimal:
+                optimal = False
+            if stage is not self.stages[-1]:
+                best = sum(coef * values[col] for col, coef in stage.objective.items())
+                self.model_hold(h, stage, best)
+        counts = incumbent if incumbent is not None else [0] * pr.n_options
+        return MilpResult(
+            counts=counts,
+            optimal=optimal and incumbent is not None,
+            seconds=time.perf_counter() - began,
+            stages=tuple(solved),
+        )
+
+    def model_hold(self, h: highspy.Highs, stage: _Stage, best: float) -> None:
+        cols = sorted(stage.objective)
+        tolerance = 1e-7 + 1e-7 * abs(best)
+        h.addRow(-INF, best + tolerance, len(cols), cols, [stage.objective[c] for c in cols])
+
+    def _warm_start(self, h: highspy.Highs, counts: Sequence[int]) -> None:
+        # sparse start: HiGHS completes the continuous and pattern columns itself
+        h.setSolution(len(self.x), list(self.x), [float(c) for c in counts])
+
+    def _mark_zero_stages(self, start: Sequence[int]) -> None:
+        pr = self.problem
+        terms = [pool_terms(pr, p.index, start) for p in pr.pools]
+        tiers = pr.priority_tiers()
+        removed = sum(t.removed for t in terms) + sum(pr.stale_current.values())
+        for stage in self.stages:
+            if stage.name.startswith("shortfall["):
+                tier = tiers[int(stage.name[len("shortfall["):-1])]
+                stage.zero_in_start = all(terms[p].shortfall == 0 for p in tier)
+            elif stage.name == "churn":
+                stage.zero_in_start = removed <= (pr.options_in.max_moves or 0)
+            elif stage.name == "resilience":
+                stage.zero_in_start = all(t.violation == 0 for t in terms)
+
+
+def solve_milp(problem: Problem, deadline: float, start: Sequence[int] | None = None) -> MilpResult:
+    return MilpModel(problem).solve(deadline, start)
+
+
+def maximal_patterns(sizes: Sequence[int], free: int) -> list[dict[int, int]]:
+    """Multisets of sizes that fit in `free` and to which no further size can be added."""
+    ordered = sorted(sizes, reverse=True)
+    smallest = ordered[-1] if ordered else free + 1
+    result: list[dict[int, int]] = []
+
+    def extend(i: int, left: int, current: dict[int, int]) -> None:
+        if len(result) >= MAX_PATTERNS:
+            return
+        if i == len(ordered):
+            if left < smallest:
+                result.append(dict(current))
+            return
+        size = ordered[i]
+        for count in range(left // size, -1, -1):
+            if count:
+                current[size] = count
+            else:
+                current.pop(size, None)
+            extend(i + 1, left - count * size, current)
+        current.pop(size, None)
+
+    extend(0, free, {})
+    return result

@@ -1,0 +1,151 @@
+"""A mutable placement under construction: replica counts plus exact per-node-pool capacity.
+
+The fast solver and the baselines build plans through `State` so that no plan they return can
+over-commit a node.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from inferpool.placement.cover import Item, Rules
+from inferpool.placement.packing import PackState
+from inferpool.placement.problem import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Options of one pool that are interchangeable for its objective: same variant, same
+    capacity class (hence same cost), different node pools."""
+
+    options: tuple[int, ...]
+    klass: int
+
+
+class State:
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.packs = [PackState(np) for np in problem.node_pools]
+        self.counts = [0] * problem.n_options
+        self.classes = capacity_classes(problem)
+        self.groups = [self._groups(p) for p in range(len(problem.pools))]
+
+    # --- capacity -----------------------------------------------------------------------------
+
+    def room(self, o: int) -> int:
+        return self.packs[self.problem.opt_node_pool[o]].room(self.problem.opt_k[o])
+
+    def add(self, o: int, m: int) -> int:
+        """Add up to m replicas of option o; returns how many fitted."""
+        m = min(m, self.room(o))
+        if m > 0:
+            self.counts[o] += m
+            self.packs[self.problem.opt_node_pool[o]].add(self.problem.opt_k[o], m)
+        return max(m, 0)
+
+    def remove(self, o: int, m: int) -> None:
+        m = min(m, self.counts[o])
+        if m > 0:
+            self.counts[o] -= m
+            self.packs[self.problem.opt_node_pool[o]].remove(self.problem.opt_k[o], m)
+
+    def clear_pool(self, p: int) -> dict[int, int]:
+        old = {o: self.counts[o] for o in self.problem.pools[p].options if self.counts[o]}
+        for o, m in old.items():
+            self.remove(o, m)
+        return old
+
+    def restore(self, p: int, counts: dict[int, int]) -> None:
+        self.clear_pool(p)
+        for o, m in sorted(counts.items()):
+            placed = self.add(o, m)
+            assert placed == m, "restoring a pool's own replicas must fit"
+
+    # --- the pool's view ----------------------------------------------------------------------
+
+    def items(self, p: int) -> tuple[list[Item], Rules]:
+        """What pool p could have now (its own replicas must be released first)."""
+        pr = self.problem
+        h = pr.hysteresis
+        items = []
+        for group in self.groups[p]:
+            avail = 0
+            keep = 0
+            for o in group.options:
+                r = self.room(o)
+                avail += r
+                keep += min(pr.opt_current[o], r)
+            o0 = group.options[0]
+            c = pr.opt_cost[o0]
+            items.append(
+                Item(
+                    cost=c,
+                    keep_cost=c * (1.0 - h),
+                    keep=keep,
+                    avail=avail,
+                    rps=pr.opt_rps[o0],
+                    family=pr.opt_family[o0],
+                    preference=pr.opt_variant[o0].preference,
+                    group=pr.opt_node_pool[o0] if len(group.options) == 1 else -1 - group.klass,
+                )
+            )
+        return items, rules_of(pr, p)
+
+    def place_groups(self, p: int, counts: Sequence[int]) -> None:
+        """Spread each group's replicas over its node pools: current places first."""
+        pr = self.problem
+        for group, want in zip(self.groups[p], counts, strict=True):
+            left = want
+            for o in group.options:  # keep what runs where it runs
+                if left <= 0:
+                    break
+                left -= self.add(o, min(left, pr.opt_current[o]))
+            for o in group.options:
+                if left <= 0:
+                    break
+                left -= self.add(o, left)
+
+    def _groups(self, p: int) -> list[Group]:
+        pr = self.problem
+        split = pr.pools[p].demand.max_node_pool_share < 1.0
+        grouped: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+        for o in pr.pools[p].options:
+            klass = self.classes[pr.opt_node_pool[o]]
+            key = (pr.opt_variant[o].name, klass, pr.opt_node_pool[o] if split else -1)
+            grouped[key].append(o)
+        return [
+            Group(tuple(sorted(opts, key=lambda o: pr.opt_node_pool[o])), key[1])
+            for key, opts in sorted(grouped.items())
+        ]
+
+
+def rules_of(problem: Problem, p: int) -> Rules:
+    info = problem.pools[p]
+    d = info.demand
+    return Rules(
+        required=d.required_rps,
+        min_replicas=info.min_replicas,
+        max_replicas=info.max_replicas,
+        family_share=d.max_family_share,
+        node_pool_share=d.max_node_pool_share,
+        min_families=d.min_families,
+        scale=info.scale,
+    )
+
+
+def capacity_classes(problem: Problem) -> list[int]:
+    """Node pools that are interchangeable for every variant: same family, product, topology
+    and price, and no per-pool accelerator limit (a limited pool is a class of its own)."""
+    index: dict[tuple[object, ...], int] = {}
+    result = []
+    for np in problem.node_pools:
+        pool = np.pool
+        key: tuple[object, ...] = (
+            pool.family, pool.product, pool.topology, pool.price_per_accelerator_hour
+        )
+        if np.limit is not None:
+            key = ("limited", np.index)
+        result.append(index.setdefault(key, len(index)))
+    return result

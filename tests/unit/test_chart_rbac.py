@@ -1,0 +1,138 @@
+"""The chart grants exactly what the operator uses (inferpool.k8s.access), commented with why.
+
+Granting a verb or resource the operator does not use, a wildcard, or a namespaced permission
+cluster-wide that it needs in one namespace only, fails here. That the grants are enough is
+shown on a real API server by tests/sandbox/test_chart.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from inferpool.k8s import access
+from tests.unit.test_chart_helm import NAMESPACE, RELEASE, env, only, render, render_text
+
+ROLE_KINDS = {"ClusterRole": "cluster", "Role": "release-namespace"}
+
+
+def _granted(docs: list[dict[str, Any]], lease_name: str) -> set[access.Grant]:
+    got: set[access.Grant] = set()
+    for doc in docs:
+        scope = ROLE_KINDS.get(doc["kind"])
+        if scope is None:
+            continue
+        if scope == "release-namespace":
+            assert doc["metadata"]["namespace"] == NAMESPACE
+        for rule in doc["rules"]:
+            assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+            names = rule.get("resourceNames")
+            assert names in (None, [lease_name]), rule
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        got.add((group, resource, verb, scope, names is not None))  # type: ignore[arg-type]
+    return got
+
+
+@pytest.mark.parametrize("auth_secrets", [False, True])
+def test_chart_grants_exactly_what_the_operator_uses(auth_secrets: bool) -> None:
+    values = {"prometheus.authSecrets": str(auth_secrets).lower()}
+    docs = render(values)
+    lease_name = env(docs)["INFERPOOL_LEASE_NAME"]
+    enabled = ["prometheus.authSecrets"] if auth_secrets else []
+    granted = _granted(docs, lease_name)
+    used = access.grants(enabled=enabled)
+    assert not granted - used, f"granted but not used by the operator: {sorted(granted - used)}"
+    assert not used - granted, f"used by the operator but not granted: {sorted(used - granted)}"
+
+
+def test_no_wildcards_and_no_aggregation() -> None:
+    docs = render({"prometheus.authSecrets": "true"})
+    for doc in docs:
+        if doc["kind"] in ROLE_KINDS:
+            assert "aggregationRule" not in doc
+            for rule in doc["rules"]:
+                assert "nonResourceURLs" not in rule
+                for key in ("apiGroups", "resources", "verbs"):
+                    assert all("*" not in item for item in rule[key]), rule
+
+
+def test_every_rule_is_commented_with_its_purpose() -> None:
+    """The comment above each rule is the `why` of the Access it grants."""
+    text = render_text({"prometheus.authSecrets": "true"})
+    by_rule = {(a.group, a.resource, a.verbs, a.own_object_only): a.why for a in access.ACCESS}
+    seen = 0
+    for document in text.split("\n---\n"):
+        body = yaml.safe_load(document)
+        if not body or body.get("kind") not in ROLE_KINDS:
+            continue
+        comments = _rule_comments(document)
+        assert len(comments) == len(body["rules"]), document
+        for rule, comment in zip(body["rules"], comments, strict=True):
+            (group,), (resource,) = rule["apiGroups"], rule["resources"]
+            key = (group, resource, tuple(rule["verbs"]), "resourceNames" in rule)
+            assert comment == by_rule[key], f"{key}: comment {comment!r}"
+            seen += 1
+    assert seen == len(access.ACCESS)
+
+
+def _rule_comments(document: str) -> list[str]:
+    """The comment block right above each `- apiGroups:` line under `rules:`."""
+    comments, block = [], []
+    in_rules = False
+    for line in document.splitlines():
+        if line.startswith("rules:"):
+            in_rules = True
+            continue
+        if not in_rules:
+            continue
+        if m := re.fullmatch(r"\s+# (.*)", line):
+            block.append(m.group(1))
+        elif re.fullmatch(r"\s+- apiGroups:.*", line):
+            comments.append(" ".join(block))
+            block = []
+        elif line.strip():
+            block = []
+    return comments
+
+
+def test_bindings_give_the_roles_to_the_service_account_only() -> None:
+    docs = render()
+    account = only(docs, "ServiceAccount")["metadata"]["name"]
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
+    for binding, role in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        body = only(docs, binding)
+        assert body["subjects"] == subject
+        assert body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role,
+                                   "name": only(docs, role)["metadata"]["name"]}
+    assert only(docs, "RoleBinding")["metadata"]["namespace"] == NAMESPACE
+
+
+def test_the_lease_rule_names_the_lease_the_operator_uses() -> None:
+    docs = render({"fullnameOverride": "planner"})
+    (named,) = [r for r in only(docs, "Role")["rules"] if "resourceNames" in r]
+    assert named["resourceNames"] == ["planner"] == [env(docs)["INFERPOOL_LEASE_NAME"]]
+    assert RELEASE not in named["resourceNames"][0]
+
+
+def test_rbac_can_be_managed_elsewhere() -> None:
+    docs = render({"rbac.create": "false"})
+    assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} & \
+        {d["kind"] for d in docs}
+
+
+def test_access_list_is_well_formed() -> None:
+    verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}
+    for a in access.ACCESS:
+        assert a.verbs, a
+        assert set(a.verbs) <= verbs, a
+        assert a.why.startswith(a.resource + ":"), a
+        assert a.scope in ("cluster", "release-namespace")
+        if a.own_object_only:
+            assert "create" not in a.verbs, "create cannot be limited by resourceNames"
+    assert list(access.conditions()) == ["prometheus.authSecrets"]
+    assert access.grants() < access.grants(enabled=["prometheus.authSecrets"])
