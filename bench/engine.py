@@ -17,28 +17,14 @@ pools compete for them.
 
 from __future__ import annotations
 
-import argparse
-import gc
-import json
 import random
-import statistics
-import sys
-import time
-import tracemalloc
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from inferpool.cluster import ClusterSnapshot, Family, Node, NodePool
 from inferpool.placement import (
-    PlacementOptions,
     PoolDemand,
     VariantDemand,
-    baselines,
-    place,
 )
-from inferpool.placement.milp import solve_milp
-from inferpool.placement.problem import compile_problem
 
 # --- instance generator ------------------------------------------------------------------------
 

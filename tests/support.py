@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class WaitTimeout(AssertionError):
+class WaitTimeoutError(AssertionError):
     pass
 
 
@@ -33,7 +33,8 @@ def wait_for(fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.2,
             if last:
                 return last
         if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+            raise WaitTimeoutError(
+                f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
         time.sleep(interval)
 
 
@@ -72,7 +73,8 @@ class Sandbox:
     def inferpool(self, *args: str, check: bool = True, timeout: float = 120
                   ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, "-m", "inferpool.cli", *args], capture_output=True, text=True, timeout=timeout, check=False,
+            [sys.executable, "-m", "inferpool.cli", *args], capture_output=True, text=True,
+            timeout=timeout, check=False,
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
         )
         if check and done.returncode != 0:

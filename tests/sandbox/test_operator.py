@@ -140,7 +140,8 @@ def test_spec_edits_change_the_placement(sandbox: Sandbox, ns: str) -> None:
     settle(sandbox, ns, {"edit-h100-h100": 3}, timeout=90)
     # a template change rolls that variant
     changed = ipool("edit", 20, [H100], min_=3)
-    changed["spec"]["variants"][0]["template"]["spec"]["containers"][0]["image"] = "registry.local/vllm:2"
+    container = changed["spec"]["variants"][0]["template"]["spec"]["containers"][0]
+    container["image"] = "registry.local/vllm:2"
     apply(sandbox, ns, changed)
     wait_for(lambda: deployments(sandbox, ns)["edit-h100-h100"]["spec"]["template"]["spec"]
              ["containers"][0]["image"] == "registry.local/vllm:2", timeout=30,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,10 +65,8 @@ def test_operator_killed_mid_rebalance_converges_without_duplicates_or_dropping_
 
     def watch_ready() -> None:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(AssertionError):
                 lowest.append(sum(ready(sandbox, ns).values()))
-            except AssertionError:
-                pass
             stop.wait(0.3)
 
     watcher = threading.Thread(target=watch_ready, daemon=True)

@@ -51,7 +51,7 @@ def test_bad_description_is_refused_naming_the_field(
 ) -> None:
     path = tmp_path / "pools.yaml"
     path.write_text(text)
-    with pytest.raises(SandboxError, match="pools.yaml") as info:
+    with pytest.raises(SandboxError, match=r"pools\.yaml") as info:
         pools.load(path)
     assert message in str(info.value)
 

@@ -17,15 +17,15 @@ import kopf
 
 from inferpool.controller import views
 from inferpool.controller.planner import INDEX_NAMES, Planner
-from inferpool.k8s import labels as L
+from inferpool.k8s import labels as lbl
 
 View = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 RESOURCES: dict[str, tuple[tuple[str, ...], View]] = {
     "nodes": (("v1", "nodes"), views.node_view),
     "pods": (("v1", "pods"), views.pod_view),
-    "accelerator_pools": ((L.GROUP, L.VERSION, "acceleratorpools"), views.identity),
-    "inference_pools": ((L.GROUP, L.VERSION, "inferencepools"), views.identity),
+    "accelerator_pools": ((lbl.GROUP, lbl.VERSION, "acceleratorpools"), views.identity),
+    "inference_pools": ((lbl.GROUP, lbl.VERSION, "inferencepools"), views.identity),
     "deployments": (("apps", "v1", "deployments"), views.deployment_view),
 }
 assert tuple(RESOURCES) == INDEX_NAMES
@@ -41,7 +41,7 @@ def register(registry: kopf.OperatorRegistry, planner: Planner) -> None:
     for name, (resource, view) in RESOURCES.items():
         filters: dict[str, Any] = {}
         if name == "deployments":
-            filters["labels"] = {L.MANAGED_BY: L.MANAGER}
+            filters["labels"] = {lbl.MANAGED_BY: lbl.MANAGER}
         if name == "pods":
             filters["when"] = _accelerator_pods
 

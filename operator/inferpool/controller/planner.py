@@ -12,6 +12,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -21,6 +22,11 @@ from kubernetes.client.exceptions import ApiException
 from inferpool.cluster import ClusterSnapshot, build_snapshot
 from inferpool.controller import status as st
 from inferpool.controller.demand import DemandBook
+from inferpool.controller.health import (
+    HealthTracker,
+    accelerators_in_use,
+    pods_on_failed_nodes,
+)
 from inferpool.controller.settings import Settings
 from inferpool.controller.translate import (
     LiveDeployment,
@@ -32,8 +38,8 @@ from inferpool.controller.translate import (
 )
 from inferpool.k8s import deployments as dep
 from inferpool.k8s import events
-from inferpool.k8s import labels as L
-from inferpool.placement import Plan, PlacementKey, PlacementOptions, place
+from inferpool.k8s import labels as lbl
+from inferpool.placement import PlacementKey, PlacementOptions, Plan, place
 from inferpool.scaling.clock import SystemClock
 
 log = structlog.get_logger("inferpool.planner")
@@ -77,6 +83,9 @@ class Planner:
         # that version is ours as written, even where the API server normalised a value.
         self.written_rv: dict[tuple[str, str], str] = {}
         self.deduper = events.EventDeduper()
+        self.health = HealthTracker(stockout_seconds=settings.stockout_seconds,
+                                    broken_seconds=settings.broken_seconds)
+        self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
         self.last_report: Report | None = None
         self.reconciles = 0
 
@@ -147,10 +156,18 @@ class Planner:
 
         # 3. engine
         t0 = time.perf_counter()
+        now = time.monotonic()
+        self.health.observe(pods, {p.key: float(p.model.spec.rollout.ready_timeout_seconds)
+                                   for p in pools}, now, now_wall)
+        stocked_out = self.health.stocked_out(now)
+        broken = self.health.broken_variants(now)
         current = {k: d.replicas for k, d in live.items() if k[0] in by_key and d.replicas > 0}
-        options = PlacementOptions(solver=self.settings.solver,  # type: ignore[arg-type]
-                                   time_budget_s=self.settings.solver_time_budget_seconds,
-                                   hysteresis=self.settings.hysteresis)
+        options = PlacementOptions(
+            solver=self.settings.solver,  # type: ignore[arg-type]
+            time_budget_s=self.settings.solver_time_budget_seconds,
+            hysteresis=self.settings.hysteresis,
+            pool_accelerator_limits={p: accelerators_in_use(pods, p) for p in stocked_out},
+            excluded_variants=broken, max_moves=self.settings.max_moves_per_plan)
         engine_demands = [to_demand(p, demands[p.key].required_rps) for p in pools]
         plan = await asyncio.to_thread(place, snapshot, engine_demands, current, options)
         report.plan = plan
@@ -158,8 +175,9 @@ class Planner:
 
         # 4. apply
         t0 = time.perf_counter()
-        now = time.monotonic()
         dead = _dead_node_pools(snapshot, live)
+        # Replicas that serve nothing never hold old ones back (make-before-break).
+        no_hold = dead | frozenset(stocked_out)
         growing_pools = {k[0] for k, n in plan.replicas.items()
                          if n > (live[k].replicas if k in live else 0)}
         for key in list(self.rebalance_started):
@@ -167,16 +185,19 @@ class Planner:
                 del self.rebalance_started[key]
         for key in growing_pools:
             self.rebalance_started.setdefault(key, now)
-        gate = make_before_break(plan.replicas, live, by_key, self.rebalance_started, now, dead)
+        gate = make_before_break(plan.replicas, live, by_key, self.rebalance_started, now,
+                                 no_hold, broken)
         report.writes += await self._apply(gate.targets, live, by_key, snapshot)
+        report.writes += await self._replace_pods_on_failed_nodes(pods, nodes, now)
         report.phases["apply"] = time.perf_counter() - t0
 
         # 5. status and events
         t0 = time.perf_counter()
         in_use = _in_use_by_pool(pods, nodes, accelerator_pools)
+        degraded = self._degradations(pools, live, dead, stocked_out, broken, now)
         report.writes += await self._write_statuses(pools, invalid, plan, demands, gate.targets,
-                                                    gate.holding, live, snapshot, dead, now_wall,
-                                                    accelerator_pools, in_use)
+                                                    gate.holding, live, snapshot, degraded,
+                                                    now_wall, accelerator_pools, in_use)
         report.phases["status"] = time.perf_counter() - t0
         self.last_report = report
         self.reconciles += 1
@@ -193,11 +214,14 @@ class Planner:
             existing = live.get(key)
             if replicas == 0:
                 if existing is not None:
-                    jobs.append(lambda d=existing: self._delete(d))
+                    jobs.append(partial(self._delete, existing))
                 continue
-            if key[2] not in {p.name for p in snapshot.pools}:
-                continue  # node pool vanished; the deployment is removed once the plan moves
-            variant = pool.model.spec.variant(key[1])
+            variants = {v.name: v for v in pool.model.spec.variants}
+            if key[2] not in {p.name for p in snapshot.pools} or key[1] not in variants:
+                # A vanished node pool or a removed variant: its old replicas are only being
+                # held (make-before-break) until the new ones are Ready; nothing to rebuild.
+                continue
+            variant = variants[key[1]]
             workload = dep.Workload(
                 pool=pool.name, namespace=pool.namespace, owner_uid=pool.uid,
                 variant=variant.name, family=variant.accelerator.family.value,
@@ -207,7 +231,7 @@ class Planner:
                              self.settings.toleration_seconds)
             if existing is not None and self._in_sync(body, existing):
                 continue
-            jobs.append(lambda b=body: self._server_side_apply(b))
+            jobs.append(partial(self._server_side_apply, body))
         results = await _bounded(jobs, limit=8)
         return sum(results)
 
@@ -221,13 +245,15 @@ class Planner:
         meta = body["metadata"]
         try:
             result = self.apps.patch_namespaced_deployment(
-                meta["name"], meta["namespace"], body, field_manager=L.FIELD_MANAGER,
+                meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
                 force=True, _content_type="application/apply-patch+yaml")
         except ApiException as exc:
             log.warning("apply failed", deployment=f"{meta['namespace']}/{meta['name']}",
                         status=exc.status, reason=exc.reason)
             return False
         self.written_rv[(meta["namespace"], meta["name"])] = result.metadata.resource_version
+        log.info("applied deployment", deployment=f"{meta['namespace']}/{meta['name']}",
+                 replicas=body["spec"]["replicas"])
         return True
 
     def _delete(self, d: LiveDeployment) -> bool:
@@ -242,39 +268,86 @@ class Planner:
         self.written_rv.pop((d.namespace, d.name), None)
         return True
 
+    async def _replace_pods_on_failed_nodes(self, pods: list[dict[str, Any]],
+                                            nodes: Mapping[str, dict[str, Any]],
+                                            now: float) -> int:
+        """Delete our pods on failed nodes so their ReplicaSets replace them at once (a
+        terminating pod no longer counts), instead of after the eviction timeout."""
+        if not self.settings.replace_pods_on_failed_nodes:
+            return 0
+        self.replaced = {k: t for k, t in self.replaced.items() if now - t < 60}
+        todo = [k for k in pods_on_failed_nodes(pods, nodes) if k not in self.replaced]
+        for key in todo:
+            self.replaced[key] = now
+        return sum(await _bounded([partial(self._delete_pod, ns, name) for ns, name in todo],
+                                  limit=8))
+
+    def _delete_pod(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.delete_namespaced_pod(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("pod delete failed", pod=f"{namespace}/{name}", status=exc.status)
+            return False
+        log.info("replacing pod on a failed node", pod=f"{namespace}/{name}")
+        return True
+
+    def _degradations(self, pools: list[ParsedPool], live: Mapping[PlacementKey, LiveDeployment],
+                      dead: frozenset[str], stocked_out: list[str],
+                      broken: frozenset[tuple[str, str]], now: float
+                      ) -> dict[str, list[tuple[str, str]]]:
+        """Per pool key: (reason, message) of every failure that currently affects it."""
+        out: dict[str, list[tuple[str, str]]] = {p.key: [] for p in pools}
+        for (pool_key, variant, node_pool), d in sorted(live.items()):
+            if pool_key not in out:
+                continue
+            if node_pool in dead and d.replicas > 0:
+                out[pool_key].append(("NodePoolLost", f"node pool {node_pool} has no healthy "
+                                      f"node: replicas of {variant} moved elsewhere"))
+            if node_pool in stocked_out:
+                out[pool_key].append(("Stockout", f"node pool {node_pool} is stocked out ("
+                                      f"{self.health.stockout_why.get(node_pool, '')}); "
+                                      "spilling elsewhere, retrying it later"))
+        for pool_key, variant in sorted(broken):
+            if pool_key in out:
+                out[pool_key].append(("VariantDegraded", f"variant {variant} is failing ("
+                                      f"{self.health.broken_why.get((pool_key, variant), '')});"
+                                      " capacity moved to other variants, retrying it later"))
+        return {k: sorted(set(v)) for k, v in out.items()}
+
     # -- status -------------------------------------------------------------------------------
 
     async def _write_statuses(self, pools: list[ParsedPool], invalid: Iterable[Any], plan: Plan,
                               demands: Mapping[str, Any], targets: Mapping[PlacementKey, int],
                               holding: Mapping[str, str],
                               live: Mapping[PlacementKey, LiveDeployment],
-                              snapshot: ClusterSnapshot, dead: frozenset[str],
+                              snapshot: ClusterSnapshot,
+                              degraded: Mapping[str, list[tuple[str, str]]],
                               now: dt.datetime, accelerator_pools: Iterable[dict[str, Any]],
                               in_use: Mapping[str, int]) -> int:
         jobs: list[Callable[[], bool]] = []
         for pool in pools:
-            degraded = sorted({
-                f"node pool {k[2]} has no healthy node; its {d.replicas} replica(s) of "
-                f"{k[1]} were moved" for k, d in live.items()
-                if k[0] == pool.key and k[2] in dead and d.replicas > 0})
+            problems = degraded.get(pool.key, [])
             new = st.pool_status(pool, plan.outcomes.get(pool.key), demands[pool.key], targets,
-                                 live, snapshot, holding.get(pool.key), degraded, now)
+                                 live, snapshot, holding.get(pool.key),
+                                 [message for _, message in problems], now)
+            for reason, message in problems:
+                self._event(pool.body, "Warning", reason, message)
             if _differs(new, pool.body.get("status") or {}):
-                jobs.append(lambda p=pool, s=new: self._patch_status(
-                    "inferencepools", p.namespace, p.name, s))
+                jobs.append(partial(self._patch_status, "inferencepools", pool.namespace,
+                                    pool.name, new))
             self._events_for(pool, new)
         for bad in invalid:
             new = st.invalid_status(bad.body, bad.message, now)
             if _differs(new, bad.body.get("status") or {}):
                 ns, name = bad.key.split("/", 1)
-                jobs.append(lambda n=ns, m=name, s=new: self._patch_status(
-                    "inferencepools", n, m, s))
+                jobs.append(partial(self._patch_status, "inferencepools", ns, name, new))
             self._event(bad.body, "Warning", "SpecInvalid", bad.message)
         for body in accelerator_pools:
             new = st.accelerator_pool_status(body, snapshot, in_use, now)
             if _differs(new, body.get("status") or {}):
-                jobs.append(lambda b=body, s=new: self._patch_status(
-                    "acceleratorpools", None, b["metadata"]["name"], s))
+                jobs.append(partial(self._patch_status, "acceleratorpools", None,
+                                    body["metadata"]["name"], new))
         return sum(await _bounded(jobs, limit=8))
 
     def _patch_status(self, plural: str, namespace: str | None, name: str,
@@ -282,15 +355,16 @@ class Planner:
         try:
             if namespace is None:
                 self.custom.patch_cluster_custom_object_status(
-                    L.GROUP, L.VERSION, plural, name, {"status": status})
+                    lbl.GROUP, lbl.VERSION, plural, name, {"status": status})
             else:
                 self.custom.patch_namespaced_custom_object_status(
-                    L.GROUP, L.VERSION, namespace, plural, name, {"status": status})
+                    lbl.GROUP, lbl.VERSION, namespace, plural, name, {"status": status})
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("status write failed", object=f"{plural}/{namespace}/{name}",
                             status=exc.status, reason=exc.reason, body=str(exc.body)[:300])
             return False
+        log.debug("status updated", object=f"{plural}/{namespace or ''}/{name}", status=status)
         return True
 
     def _events_for(self, pool: ParsedPool, new: Mapping[str, Any]) -> None:
@@ -299,7 +373,7 @@ class Planner:
             before = old.get(cond["type"])
             if before is not None and before.get("status") == cond["status"]:
                 continue
-            if cond["type"] in ("CapacityShortfall", "Degraded", st.DEMAND_UNKNOWN) and \
+            if cond["type"] in ("CapacityShortfall", st.DEMAND_UNKNOWN) and \
                     cond["status"] == "True":
                 self._event(pool.body, "Warning", cond["reason"], cond["message"])
             elif cond["type"] == "Rebalancing" and cond["status"] == "True":
@@ -314,7 +388,7 @@ class Planner:
     def _event(self, body: Mapping[str, Any], type_: events.EventType, reason: str,
                message: str) -> None:
         meta = body.get("metadata") or {}
-        ref = events.ObjectRef(api_version=f"{L.GROUP}/{L.VERSION}",
+        ref = events.ObjectRef(api_version=f"{lbl.GROUP}/{lbl.VERSION}",
                                kind=str(body.get("kind", "InferencePool")),
                                namespace=meta.get("namespace"), name=str(meta.get("name")),
                                uid=str(meta.get("uid")))
@@ -361,7 +435,7 @@ def _pods_for_snapshot(pods: Iterable[dict[str, Any]], valid: set[str]
     out = []
     for pod in pods:
         labels = pod["metadata"].get("labels") or {}
-        owner = labels.get(L.POOL)
+        owner = labels.get(lbl.POOL)
         if owner is not None and f"{pod['metadata'].get('namespace')}/{owner}" not in valid:
             pod = {**pod, "metadata": {**pod["metadata"], "labels": {}}}
         out.append(pod)
@@ -405,7 +479,7 @@ def _pod_accelerators(pod: Mapping[str, Any]) -> int:
     total = 0
     for container in pod["spec"].get("containers") or []:
         res = container.get("resources") or {}
-        for resource in L.FAMILY_RESOURCE.values():
+        for resource in lbl.FAMILY_RESOURCE.values():
             amounts = [(res.get(kind) or {}).get(resource) for kind in ("limits", "requests")]
             total += max((int(str(a)) for a in amounts if a is not None), default=0)
     return total

@@ -23,6 +23,10 @@ class Settings:
     hysteresis: float = 0.05
     prometheus_url: str | None = None
     toleration_seconds: int = 30
+    replace_pods_on_failed_nodes: bool = True
+    stockout_seconds: float = 30.0  # Pending-unschedulable this long marks a pool stocked out
+    broken_seconds: float = 20.0  # crashing/ImagePullBackOff this long marks a variant broken
+    max_moves_per_plan: int = 8  # bound on churn when moving back after a recovery
     allow_privileged_namespaces: tuple[str, ...] = ()
     metrics_port: int = 8080
     health_port: int = 8081
@@ -61,6 +65,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--toleration-seconds", type=int,
       default=int(_env("toleration-seconds", str(d.toleration_seconds))),
       help="tolerationSeconds for not-ready/unreachable taints on the pods we create")
+    a("--replace-pods-on-failed-nodes", action=argparse.BooleanOptionalAction,
+      default=_env("replace-pods-on-failed-nodes", "true").lower() in ("1", "true", "yes"),
+      help="delete our pods on NotReady/unreachable nodes so they are replaced at once")
+    a("--stockout-seconds", type=float,
+      default=float(_env("stockout-seconds", str(d.stockout_seconds))),
+      help="replicas unschedulable this long mark their node pool stocked out (backoff)")
+    a("--broken-seconds", type=float, default=float(_env("broken-seconds", str(d.broken_seconds))),
+      help="replicas crashing or failing to pull their image this long mark the variant broken")
+    a("--max-moves-per-plan", type=int,
+      default=int(_env("max-moves-per-plan", str(d.max_moves_per_plan))),
+      help="most replicas moved away from where they run per plan (recovery churn bound)")
     a("--allow-privileged-namespace", action="append", dest="allow_privileged_namespaces",
       default=[n for n in _env("allow-privileged-namespaces", "").split(",") if n],
       help="namespace whose pod templates may be privileged/use host namespaces or hostPath")
@@ -80,6 +95,9 @@ def from_args(args: argparse.Namespace) -> Settings:
         solver_time_budget_seconds=args.solver_time_budget_seconds, hysteresis=args.hysteresis,
         prometheus_url=args.prometheus_url, toleration_seconds=args.toleration_seconds,
         allow_privileged_namespaces=tuple(args.allow_privileged_namespaces),
+        replace_pods_on_failed_nodes=args.replace_pods_on_failed_nodes,
+        stockout_seconds=args.stockout_seconds, broken_seconds=args.broken_seconds,
+        max_moves_per_plan=args.max_moves_per_plan,
         metrics_port=args.metrics_port, health_port=args.health_port,
         log_level=args.log_level, log_format=args.log_format,
     )

@@ -108,14 +108,17 @@ def pool_status(
               holding or "", gen, now),
         _cond("Degraded", bool(degraded), "Failover" if degraded else "Healthy",
               "; ".join(degraded), gen, now),
-        _cond(DEMAND_UNKNOWN, demand.demand_unknown, demand.reason, demand.message, gen, now),
+        # While demand is known the message stays fixed: the tracker's own message carries
+        # timers that would rewrite the status on every tick.
+        _cond(DEMAND_UNKNOWN, demand.demand_unknown, demand.reason,
+              demand.message if demand.demand_unknown else "the load source answers", gen, now),
     ]
     return {
         "observedGeneration": gen,
         "desiredReplicas": desired_total,
         "readyReplicas": ready_total,
-        "demand": round(demand_rps, 3) if demand_rps is not None else None,
-        "requiredCapacity": round(needed, 3),
+        "demand": round(demand_rps, 1) if demand_rps is not None else None,
+        "requiredCapacity": round(needed, 1),
         "capacity": round(ready_capacity, 3),
         "costPerHour": round(ready_cost, 4),
         "families": ",".join(sorted(families)),

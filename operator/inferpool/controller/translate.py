@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from inferpool.api.inference_pool import InferencePool, Variant
 from inferpool.api.security import ALLOW_PRIVILEGED
-from inferpool.k8s import labels as L
+from inferpool.k8s import labels as lbl
 from inferpool.placement import PlacementKey, PoolDemand, VariantDemand
 
 
@@ -129,8 +129,8 @@ class LiveDeployment:
 def live_deployment(body: Mapping[str, Any]) -> LiveDeployment | None:
     meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
-    pool, variant, node_pool = (labels.get(L.POOL), labels.get(L.VARIANT),
-                                labels.get(L.NODE_POOL))
+    pool, variant, node_pool = (labels.get(lbl.POOL), labels.get(lbl.VARIANT),
+                                labels.get(lbl.NODE_POOL))
     if not (pool and variant and node_pool):
         return None
     namespace = str(meta.get("namespace", ""))
@@ -159,6 +159,7 @@ def make_before_break(
     rebalance_started: Mapping[str, float],
     now: float,
     dead_node_pools: frozenset[str] = frozenset(),
+    broken: frozenset[tuple[str, str]] = frozenset(),
 ) -> Gate:
     """Scale up new places at once; scale down old ones only when every growing place of the
     same InferencePool is Ready, or the pool's rollout.readyTimeoutSeconds has passed since the
@@ -173,14 +174,15 @@ def make_before_break(
         timed_out = (pool_key_ in rebalance_started and
                      now - rebalance_started[pool_key_] >= rollout.ready_timeout_seconds)
         hold = bool(waiting) and rollout.make_before_break and not timed_out
+        missing = sum(planned[w] - (live[w].ready if w in live else 0) for w in waiting)
         for k in own:
             want = planned.get(k, 0)
             have = live[k].replicas if k in live else 0
-            if want < have and hold and k[2] not in dead_node_pools:
+            if want < have and hold and k[2] not in dead_node_pools and k[:2] not in broken:
                 gate.targets[k] = have
                 gate.holding[pool_key_] = (
-                    f"waiting for {sum(planned[w] - (live[w].ready if w in live else 0) for w in waiting)}"
-                    f" new replica(s) to become Ready before removing old ones")
+                    f"waiting for {missing} new replica(s) to become Ready before removing old "
+                    "ones")
             else:
                 gate.targets[k] = want
     # Deployments of InferencePools that are gone or invalid are left to their owner (deletion

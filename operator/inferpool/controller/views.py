@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from inferpool.k8s import labels as L
+from inferpool.k8s import labels as lbl
 
-ACCELERATOR_RESOURCES = tuple(L.FAMILY_RESOURCE.values())
+ACCELERATOR_RESOURCES = tuple(lbl.FAMILY_RESOURCE.values())
 
 
 def key(body: Mapping[str, Any]) -> str:

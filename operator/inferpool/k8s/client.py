@@ -8,7 +8,7 @@ from kubernetes import client, config
 
 
 def api_client(kubeconfig: str | None = None, qps_pool: int = 32) -> client.ApiClient:
-    """In-cluster config inside a pod, else the kubeconfig (`--kubeconfig`, $KUBECONFIG, ~/.kube)."""
+    """In-cluster config inside a pod, else the kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube)."""
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get(
             "KUBECONFIG"):
         configuration = client.Configuration()

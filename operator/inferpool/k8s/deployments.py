@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from inferpool.k8s import labels as L
+from inferpool.k8s import labels as lbl
 
 # How long pods stay bound to a NotReady/unreachable node before Kubernetes evicts them.
 # The default (300 s) is what makes a dead pool hold capacity hostage; the planner already
@@ -32,8 +32,8 @@ class Workload:
 
 def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], replicas: int,
           toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> dict[str, Any]:
-    selector = {L.POOL: workload.pool, L.VARIANT: workload.variant, L.NODE_POOL: node_pool}
-    ours = {**selector, L.ACCELERATOR: workload.family, L.MANAGED_BY: L.MANAGER}
+    selector = {lbl.POOL: workload.pool, lbl.VARIANT: workload.variant, lbl.NODE_POOL: node_pool}
+    ours = {**selector, lbl.ACCELERATOR: workload.family, lbl.MANAGED_BY: lbl.MANAGER}
     template = copy.deepcopy(dict(workload.template))
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), **ours}
@@ -41,16 +41,16 @@ def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], 
     spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **node_selector}
     spec["tolerations"] = _tolerations(spec.get("tolerations") or [], workload.family,
                                        toleration_seconds)
-    _set_accelerator_limit(spec, L.FAMILY_RESOURCE[workload.family], workload.accelerators)
+    _set_accelerator_limit(spec, lbl.FAMILY_RESOURCE[workload.family], workload.accelerators)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": L.deployment_name(workload.pool, workload.variant, node_pool),
+            "name": lbl.deployment_name(workload.pool, workload.variant, node_pool),
             "namespace": workload.namespace,
             "labels": ours,
             "ownerReferences": [{
-                "apiVersion": f"{L.GROUP}/{L.VERSION}", "kind": "InferencePool",
+                "apiVersion": f"{lbl.GROUP}/{lbl.VERSION}", "kind": "InferencePool",
                 "name": workload.pool, "uid": workload.owner_uid,
                 "controller": True, "blockOwnerDeletion": True,
             }],
@@ -69,7 +69,7 @@ def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], 
 def _tolerations(user: list[dict[str, Any]], family: str, seconds: int) -> list[dict[str, Any]]:
     short = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
     kept = [t for t in user if t.get("key") not in short]
-    family_key = L.FAMILY_TAINT_KEY[family]
+    family_key = lbl.FAMILY_TAINT_KEY[family]
     if not any(t.get("key") == family_key for t in kept):
         kept.append({"key": family_key, "operator": "Exists", "effect": "NoSchedule"})
     kept += [{"key": key, "operator": "Exists", "effect": "NoExecute",

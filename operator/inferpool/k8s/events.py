@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import uuid
@@ -66,7 +67,5 @@ def post(api: client.CoreV1Api, ref: ObjectRef, type_: EventType, reason: str, m
         "reportingInstance": COMPONENT, "action": reason,
         "firstTimestamp": now.isoformat(), "lastTimestamp": now.isoformat(), "count": 1,
     }
-    try:
+    with contextlib.suppress(ApiException):
         api.create_namespaced_event(namespace, body)
-    except ApiException:
-        pass

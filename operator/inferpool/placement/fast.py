@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 from inferpool.placement.cover import best_cover
 from inferpool.placement.linear import INF, LinearModel
-from inferpool.placement.objective import EPS, PoolTerms, pool_terms
+from inferpool.placement.objective import EPS, pool_terms
 from inferpool.placement.problem import Problem
 from inferpool.placement.state import State
+
+Shadow = dict[tuple[int, int], float]  # (capacity class, replica size) -> price per replica
 
 MAX_PASSES = 4
 # above this share of pools needing repair, a re-plan optimises globally instead of locally
@@ -48,16 +50,22 @@ def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastRes
     incremental = has_current and not full and len(dirty) <= INCREMENTAL_LIMIT * max(
         1, len(problem.pools)
     )
-    lp_used = False
+    shadow: Shadow | None = None
     if not incremental:
-        lp_used = _lp_guidance(state, deadline)
+        shadow = _lp_guidance(state, deadline)
         dirty = set(range(len(problem.pools)))
+        if shadow is not None:
+            # rounding pass: residual replicas priced with the LP's capacity duals, so a pool
+            # with alternatives leaves contended accelerators to the pools that need them
+            _improve(state, dirty, deadline, all_pools=False, shadow=shadow)
     passes = _improve(state, dirty, deadline, all_pools=not incremental)
+    if _repair_shortfall(state, deadline):
+        passes += _improve(state, set(range(len(problem.pools))), deadline, all_pools=False)
     return FastResult(
         counts=list(state.counts),
         mode="incremental" if incremental else "global",
         passes=passes,
-        lp_used=lp_used,
+        lp_used=shadow is not None,
     )
 
 
@@ -77,9 +85,7 @@ def _start_from_current(state: State) -> set[int]:
                     dirty.add(p)
     for info in pr.pools:
         terms = pool_terms(pr, info.index, state.counts)
-        if terms.shortfall > 0 or terms.violation > 0 or terms.replicas > info.max_replicas:
-            dirty.add(info.index)
-        elif _over_provisioned(state, info.index, terms.capacity, terms.replicas):
+        if terms.shortfall > 0 or terms.violation > 0 or terms.replicas > info.max_replicas or _over_provisioned(state, info.index, terms.capacity, terms.replicas):
             dirty.add(info.index)
     return dirty
 
@@ -94,7 +100,9 @@ def _over_provisioned(state: State, p: int, capacity: float, replicas: int) -> b
     return capacity - smallest >= info.demand.required_rps - EPS
 
 
-def _improve(state: State, dirty: set[int], deadline: float, all_pools: bool) -> int:
+def _improve(
+    state: State, dirty: set[int], deadline: float, all_pools: bool, shadow: Shadow | None = None
+) -> int:
     pr = state.problem
     order = [p for tier in pr.priority_tiers() for p in sorted(tier, key=lambda q: pr.pools[q].key)]
     passes = 0
@@ -108,7 +116,7 @@ def _improve(state: State, dirty: set[int], deadline: float, all_pools: bool) ->
                 continue
             if time.perf_counter() > deadline:
                 return passes
-            if reoptimize(state, p):
+            if reoptimize(state, p, shadow):
                 changed_pools.add(p)
                 touched_classes.update(g.klass for g in state.groups[p])
         if not changed_pools or not all_pools:
@@ -121,30 +129,102 @@ def _improve(state: State, dirty: set[int], deadline: float, all_pools: bool) ->
     return passes
 
 
-def reoptimize(state: State, p: int) -> bool:
+def reoptimize(state: State, p: int, shadow: Shadow | None = None) -> bool:
     """Re-solve pool p against what is free; keep the result only if it is better."""
     pr = state.problem
-    before = pool_terms(pr, p, state.counts)
+    before = _key(state, p, shadow)
     old = state.clear_pool(p)
-    items, rules = state.items(p)
+    items, rules = state.items(p, shadow)
     state.place_groups(p, best_cover(items, rules))
-    after = pool_terms(pr, p, state.counts)
-    if _key(after) < _key(before):
+    if _key(state, p, shadow) < before:
         return True
     state.restore(p, old)
     return False
 
 
-def _key(t: PoolTerms) -> tuple[float, float, float, float]:
-    return (round(t.shortfall, 9), round(t.violation, 9), round(t.adjusted_cost, 6),
+def _key(state: State, p: int, shadow: Shadow | None) -> tuple[float, float, float, float]:
+    t = pool_terms(state.problem, p, state.counts)
+    extra = 0.0
+    if shadow:
+        pr = state.problem
+        for o in pr.pools[p].options:
+            if state.counts[o]:
+                klass = state.classes[pr.opt_node_pool[o]]
+                extra += state.counts[o] * shadow.get((klass, pr.opt_k[o]), 0.0)
+    return (round(t.shortfall, 9), round(t.violation, 9), round(t.adjusted_cost + extra, 6),
             -float(t.preference))
+
+
+def _repair_shortfall(state: State, deadline: float) -> bool:
+    """Ejection for pools still short: a pool holding a contended capacity class re-covers
+    itself without that class, so the short pool can take it. Accepted only if the pair's
+    objective improves (coverage by priority first, then resilience, then cost)."""
+    pr = state.problem
+    changed = False
+    short = [
+        p for tier in pr.priority_tiers() for p in sorted(tier, key=lambda q: pr.pools[q].key)
+        if pool_terms(pr, p, state.counts).shortfall > 0
+    ]
+    for p in short:
+        for klass in sorted({g.klass for g in state.groups[p]}):
+            if pool_terms(pr, p, state.counts).shortfall == 0:
+                break
+            holders = sorted(
+                {pr.opt_pool[o] for o in range(pr.n_options)
+                 if state.counts[o] and state.classes[pr.opt_node_pool[o]] == klass} - {p},
+                key=lambda q: (pr.pools[q].demand.priority, pr.pools[q].key),
+            )
+            for q in holders:
+                if time.perf_counter() > deadline:
+                    return changed
+                if _eject(state, p, q, klass):
+                    changed = True
+                    if pool_terms(pr, p, state.counts).shortfall == 0:
+                        break
+    return changed
+
+
+def _eject(state: State, p: int, q: int, klass: int) -> bool:
+    before = _pair_key(state, (p, q))
+    old_p, old_q = state.clear_pool(p), state.clear_pool(q)
+    for pool in (p, q):  # restore p so q is re-solved against the same capacity it had
+        if pool == p:
+            for o, m in sorted(old_p.items()):
+                state.add(o, m)
+    items, rules = state.items(q, banned_class=klass)
+    state.place_groups(q, best_cover(items, rules))
+    state.clear_pool(p)
+    items, rules = state.items(p)
+    state.place_groups(p, best_cover(items, rules))
+    if _pair_key(state, (p, q)) < before:
+        return True
+    state.clear_pool(p)
+    state.clear_pool(q)
+    state.restore(q, old_q)
+    state.restore(p, old_p)
+    return False
+
+
+def _pair_key(state: State, pools: tuple[int, ...]) -> tuple[object, ...]:
+    pr = state.problem
+    by_priority: dict[int, float] = defaultdict(float)
+    violation = 0.0
+    cost = 0.0
+    for p in pools:
+        t = pool_terms(pr, p, state.counts)
+        by_priority[pr.pools[p].demand.priority] += t.shortfall
+        violation += t.violation
+        cost += t.adjusted_cost
+    shortfalls = tuple(round(by_priority[k], 9) for k in sorted(by_priority, reverse=True))
+    return (shortfalls, round(violation, 9), round(cost, 6))
 
 
 # --- global LP guidance --------------------------------------------------------------------------
 
 
-def _lp_guidance(state: State, deadline: float) -> bool:
-    """Solve the LP relaxation over capacity classes and place its rounded-down solution."""
+def _lp_guidance(state: State, deadline: float) -> Shadow | None:
+    """Solve the LP relaxation over capacity classes, place its rounded-down solution and
+    return the capacity duals as a price per replica of each (class, size)."""
     pr = state.problem
     model = LinearModel()
     cost: dict[int, float] = {}
@@ -195,10 +275,10 @@ def _lp_guidance(state: State, deadline: float) -> bool:
                     entries = [(col, -d.max_family_share * r) for col, r in rps_cols]
                     model.row([*entries, *by_family[f], (v, -1.0)], -INF, 0.0)
                     cost[v] = 5.0 * worst
-    _class_capacity_rows(state, model, class_rows)
+    rows = _class_capacity_rows(state, model, class_rows)
     remaining = deadline - time.perf_counter()
     if not cols or remaining <= 0.05:
-        return False
+        return None
     objective = [0.0] * model.num_cols
     for col, c in cost.items():
         objective[col] = c
@@ -206,34 +286,49 @@ def _lp_guidance(state: State, deadline: float) -> bool:
     highs.setOptionValue("time_limit", remaining)
     highs.run()
     if highs.getInfo().primal_solution_status != 2:
-        return False
-    values = highs.getSolution().col_value
-    per_pool: dict[int, list[int]] = defaultdict(list)
-    for col, p, _ in cols:
-        per_pool[p].append(math.floor(values[col] + 1e-6))
+        return None
+    solution = highs.getSolution()
+    values = solution.col_value
+    duals = solution.row_dual
     for p in range(len(pr.pools)):
-        if p in per_pool:
-            state.clear_pool(p)
-            state.place_groups(p, per_pool[p])
-    return True
+        state.clear_pool(p)
+    # largest replicas first: with divisible sizes that order always finds the room the LP saw
+    floors = sorted(
+        ((pr.opt_k[state.groups[p][gi].options[0]], p, gi, math.floor(values[col] + 1e-6))
+         for col, p, gi in cols),
+        key=lambda t: (-t[0], t[1], t[2]),
+    )
+    for _, p, gi, count in floors:
+        if count > 0:
+            state.place_group(state.groups[p][gi], count)
+    shadow: Shadow = {}
+    for (klass, k), entries in rows.items():
+        shadow[(klass, k)] = sum(abs(duals[row]) * coef for row, coef in entries)
+    return shadow
 
 
 def _class_capacity_rows(
     state: State, model: LinearModel, class_rows: dict[int, list[tuple[int, int]]]
-) -> None:
-    """Aggregate node capacity of each class: exact for divisible sizes (see packing.py)."""
+) -> dict[tuple[int, int], list[tuple[int, float]]]:
+    """Aggregate node capacity of each class: exact for divisible sizes (see packing.py).
+    Returns, per (class, replica size), the rows a replica uses and with what coefficient."""
     pr = state.problem
     members: dict[int, list[int]] = defaultdict(list)
     for np in pr.node_pools:
         members[state.classes[np.index]].append(np.index)
+    usage: dict[tuple[int, int], list[tuple[int, float]]] = defaultdict(list)
     for klass, entries in sorted(class_rows.items()):
         sizes = sorted({k for _, k in entries})
         nps = [pr.node_pools[i] for i in members[klass]]
         for s in sizes:
             slots = sum(np.slots(s) for np in nps)
-            row = [(col, float(k // s)) for col, k in entries if k >= s and k % s == 0]
-            row += [(col, float(k) / s) for col, k in entries if k >= s and k % s != 0]
-            model.row(row, -INF, float(slots))
+            row = model.row([(col, k / s) for col, k in entries if k >= s], -INF, float(slots))
+            for k in sizes:
+                if k >= s:
+                    usage[(klass, k)].append((row, k / s))
         limits = [np.limit for np in nps if np.limit is not None]
         if limits:
-            model.row([(col, float(k)) for col, k in entries], -INF, float(sum(limits)))
+            row = model.row([(col, float(k)) for col, k in entries], -INF, float(sum(limits)))
+            for k in sizes:
+                usage[(klass, k)].append((row, float(k)))
+    return usage

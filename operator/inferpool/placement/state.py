@@ -7,7 +7,7 @@ over-commit a node.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from inferpool.placement.cover import Item, Rules
@@ -31,6 +31,7 @@ class State:
         self.counts = [0] * problem.n_options
         self.classes = capacity_classes(problem)
         self.groups = [self._groups(p) for p in range(len(problem.pools))]
+        self._largest_node = [max(np.free, default=0) for np in problem.node_pools]
 
     # --- capacity -----------------------------------------------------------------------------
 
@@ -65,24 +66,31 @@ class State:
 
     # --- the pool's view ----------------------------------------------------------------------
 
-    def items(self, p: int) -> tuple[list[Item], Rules]:
-        """What pool p could have now (its own replicas must be released first)."""
+    def items(
+        self,
+        p: int,
+        shadow: Mapping[tuple[int, int], float] | None = None,
+        banned_class: int | None = None,
+    ) -> tuple[list[Item], Rules]:
+        """What pool p could have now (its own replicas must be released first); `shadow`
+        adds a price per replica of each (capacity class, size)."""
         pr = self.problem
         h = pr.hysteresis
         items = []
         for group in self.groups[p]:
             avail = 0
             keep = 0
-            for o in group.options:
+            for o in group.options if group.klass != banned_class else ():
                 r = self.room(o)
                 avail += r
                 keep += min(pr.opt_current[o], r)
             o0 = group.options[0]
             c = pr.opt_cost[o0]
+            extra = shadow.get((group.klass, pr.opt_k[o0]), 0.0) if shadow else 0.0
             items.append(
                 Item(
-                    cost=c,
-                    keep_cost=c * (1.0 - h),
+                    cost=c + extra,
+                    keep_cost=c * (1.0 - h) + extra,
                     keep=keep,
                     avail=avail,
                     rps=pr.opt_rps[o0],
@@ -94,18 +102,28 @@ class State:
         return items, rules_of(pr, p)
 
     def place_groups(self, p: int, counts: Sequence[int]) -> None:
-        """Spread each group's replicas over its node pools: current places first."""
+        """Spread each group's replicas over its node pools, largest replicas first."""
+        groups = self.groups[p]
+        order = sorted(range(len(groups)),
+                       key=lambda g: (-self.problem.opt_k[groups[g].options[0]], g))
+        for g in order:
+            if counts[g] > 0:
+                self.place_group(groups[g], counts[g])
+
+    def place_group(self, group: Group, want: int) -> int:
+        """Current places first, then node pools with the smallest nodes (best fit), so large
+        nodes stay free for large replicas. Returns how many were placed."""
         pr = self.problem
-        for group, want in zip(self.groups[p], counts, strict=True):
-            left = want
-            for o in group.options:  # keep what runs where it runs
-                if left <= 0:
-                    break
-                left -= self.add(o, min(left, pr.opt_current[o]))
-            for o in group.options:
-                if left <= 0:
-                    break
-                left -= self.add(o, left)
+        left = want
+        for o in group.options:
+            if left <= 0:
+                break
+            left -= self.add(o, min(left, pr.opt_current[o]))
+        for o in sorted(group.options, key=lambda o: (self._largest_node[pr.opt_node_pool[o]], o)):
+            if left <= 0:
+                break
+            left -= self.add(o, left)
+        return want - left
 
     def _groups(self, p: int) -> list[Group]:
         pr = self.problem

@@ -58,7 +58,7 @@ def _up(args: argparse.Namespace) -> int:
 
     try:
         state = control.up(args.name, args.pools, log=_log)
-    except control.AlreadyRunning as exc:
+    except control.AlreadyRunningError as exc:
         _log(str(exc))
         state = exc.state
     print(state.kubeconfig)

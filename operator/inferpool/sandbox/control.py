@@ -86,7 +86,7 @@ def up(name: str = "default", pools_file: Path | None = None, log: Log = print) 
     existing = load_state(name)
     if existing is not None:
         if all(existing.alive().values()):
-            raise AlreadyRunning(existing)
+            raise AlreadyRunningError(existing)
         log(f"sandbox {name!r} has stale state (some processes died); starting it afresh")
         down(name, log=lambda _msg: None)
     description = pool_desc.load(pools_file)  # refuse a bad description before starting anything
@@ -120,7 +120,7 @@ def up(name: str = "default", pools_file: Path | None = None, log: Log = print) 
     return state
 
 
-class AlreadyRunning(SandboxError):
+class AlreadyRunningError(SandboxError):
     def __init__(self, state: SandboxState) -> None:
         super().__init__(f"sandbox {state.name!r} already runs; kubeconfig: {state.kubeconfig}")
         self.state = state

@@ -149,7 +149,8 @@ def recover(state: SandboxState, names: list[str]) -> None:
             if exc.status != 404:
                 raise
             if name not in by_name:
-                raise SandboxError(f"node {name!r} is not in the sandbox's pool description")
+                raise SandboxError(
+                    f"node {name!r} is not in the sandbox's pool description") from exc
             pool, index = by_name[name]
             _create_node(api, pool.node_manifest(index))
             continue

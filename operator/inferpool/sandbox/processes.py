@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -56,7 +57,5 @@ def stop(pid: int, binary: str, grace: float = 10.0) -> None:
 def _reap(pid: int) -> None:
     # Our own children (started by this same Python process, as in tests) must be waited for,
     # or they linger as zombies; for others this is a no-op.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

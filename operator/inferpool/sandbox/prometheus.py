@@ -1,4 +1,5 @@
-"""A real Prometheus for tests and the demo: Debian's binary, our own process on loopback, a driven exporter.
+"""A real Prometheus for tests and the demo: Debian's binary, our own process on loopback,
+a driven exporter.
 
     binary = ensure_prometheus()
     with Exporter() as exporter, PrometheusProcess([exporter.target], binary=binary) as prom:
@@ -27,7 +28,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-
 
 VLLM_SUCCESS = "vllm:request_success_total"
 VLLM_WAITING = "vllm:num_requests_waiting"

@@ -1,0 +1,170 @@
+"""Failure detection from the watched pods and nodes (pure; the planner acts on the result).
+
+- Pods of ours on a node that is not Ready (or gone) serve nothing: they are replaced at once
+  rather than after the pod eviction timeout (300 s by default).
+- Pods Pending as unschedulable for longer than a bound mean the node pool's usable capacity is
+  overestimated (a stockout): its accelerators are capped at what our scheduled pods use, and the
+  cap is lifted again after a backoff to retry.
+- Pods that crash, cannot pull their image, or stay unready too long mean the variant is broken:
+  it gets no replicas for a backoff, then is retried.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from inferpool.k8s import labels as lbl
+
+BROKEN_REASONS = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull",
+                            "CreateContainerConfigError", "CreateContainerError",
+                            "InvalidImageName", "RunContainerError"})
+
+
+def _age(pod: Mapping[str, Any], now: dt.datetime) -> float:
+    created = pod["metadata"].get("creationTimestamp")
+    if not created:
+        return 0.0
+    when = dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    return (now - when).total_seconds()
+
+
+def _condition(pod: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    for cond in pod["status"].get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return {}
+
+
+def ours(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [p for p in pods if lbl.POOL in (p["metadata"].get("labels") or {})
+            and not p["metadata"].get("deletionTimestamp")]
+
+
+def node_is_healthy(node: Mapping[str, Any] | None) -> bool:
+    if node is None or node["metadata"].get("deletionTimestamp"):
+        return False
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in node["status"].get("conditions") or [])
+    unreachable = any(t.get("key") in ("node.kubernetes.io/unreachable",
+                                       "node.kubernetes.io/not-ready")
+                      for t in node["spec"].get("taints") or [])
+    return ready and not unreachable
+
+
+def pods_on_failed_nodes(pods: Iterable[Mapping[str, Any]],
+                         nodes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(namespace, name) of our pods bound to a node that is not Ready or no longer exists."""
+    return sorted(
+        (str(p["metadata"]["namespace"]), str(p["metadata"]["name"]))
+        for p in ours(pods)
+        if p["spec"].get("nodeName") and not node_is_healthy(nodes.get(p["spec"]["nodeName"])))
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff per key: how long a verdict (stockout, broken variant) stands."""
+
+    initial: float = 60.0
+    maximum: float = 900.0
+    until: dict[Any, float] = field(default_factory=dict)
+    _next: dict[Any, float] = field(default_factory=dict)
+
+    def trip(self, key: Any, now: float) -> None:
+        if self.active(key, now):
+            return
+        delay = self._next.get(key, self.initial)
+        self.until[key] = now + delay
+        self._next[key] = min(self.maximum, delay * 2)
+
+    def active(self, key: Any, now: float) -> bool:
+        return self.until.get(key, -1.0) > now
+
+    def clear(self, key: Any) -> None:
+        """The key works again: the next failure starts from the initial delay."""
+        self.until.pop(key, None)
+        self._next.pop(key, None)
+
+
+@dataclass
+class HealthTracker:
+    stockout_seconds: float = 30.0
+    broken_seconds: float = 20.0
+    stockouts: Backoff = field(default_factory=Backoff)
+    broken: Backoff = field(default_factory=Backoff)
+    # why each verdict was given, for status and Events
+    stockout_why: dict[str, str] = field(default_factory=dict)
+    broken_why: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def observe(self, pods: Iterable[Mapping[str, Any]], ready_timeouts: Mapping[str, float],
+                now: float, wall: dt.datetime) -> None:
+        """Update verdicts from our pods. `ready_timeouts`: pool key -> readyTimeoutSeconds."""
+        pending: dict[str, int] = {}
+        scheduled_ok: set[str] = set()
+        failing: dict[tuple[str, str], list[str]] = {}
+        healthy_variants: set[tuple[str, str]] = set()
+        for pod in ours(pods):
+            labels = pod["metadata"]["labels"]
+            pool_key = f"{pod['metadata']['namespace']}/{labels[lbl.POOL]}"
+            variant = (pool_key, str(labels.get(lbl.VARIANT)))
+            node_pool = str(labels.get(lbl.NODE_POOL))
+            age = _age(pod, wall)
+            scheduled = _condition(pod, "PodScheduled")
+            if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+                if age >= self.stockout_seconds:
+                    pending[node_pool] = pending.get(node_pool, 0) + 1
+                continue
+            if pod["spec"].get("nodeName"):
+                scheduled_ok.add(node_pool)
+            reasons = set(pod["status"].get("waiting") or []) & BROKEN_REASONS
+            ready = _condition(pod, "Ready").get("status") == "True"
+            if reasons and age >= self.broken_seconds:
+                failing.setdefault(variant, []).append(sorted(reasons)[0])
+            elif not ready and pod["spec"].get("nodeName") and age >= ready_timeouts.get(
+                    pool_key, 600.0):
+                failing.setdefault(variant, []).append("NotReadyInTime")
+            elif ready:
+                healthy_variants.add(variant)
+        for node_pool, count in pending.items():
+            if not self.stockouts.active(node_pool, now):
+                self.stockout_why[node_pool] = (
+                    f"{count} replica(s) unschedulable for over {self.stockout_seconds:.0f} s")
+            self.stockouts.trip(node_pool, now)
+        for node_pool in scheduled_ok - set(pending):
+            if not self.stockouts.active(node_pool, now):
+                self.stockouts.clear(node_pool)
+        for variant, why in failing.items():
+            if variant in healthy_variants:
+                continue  # some replicas work: a bad node, not a bad variant
+            if not self.broken.active(variant, now):
+                counts = {r: why.count(r) for r in sorted(set(why))}
+                self.broken_why[variant] = ", ".join(f"{n} replica(s) {r}"
+                                                     for r, n in counts.items())
+            self.broken.trip(variant, now)
+        for variant in healthy_variants:
+            self.broken.clear(variant)
+
+    def stocked_out(self, now: float) -> list[str]:
+        return sorted(k for k in self.stockouts.until if self.stockouts.active(k, now))
+
+    def broken_variants(self, now: float) -> frozenset[tuple[str, str]]:
+        return frozenset(k for k in self.broken.until if self.broken.active(k, now))
+
+
+def accelerators_in_use(pods: Iterable[Mapping[str, Any]], node_pool: str) -> int:
+    """Accelerators our scheduled pods use in a node pool: a stocked-out pool's usable cap."""
+    total = 0
+    for pod in ours(pods):
+        if pod["metadata"]["labels"].get(lbl.NODE_POOL) != node_pool or not pod["spec"].get(
+                "nodeName"):
+            continue
+        for container in pod["spec"].get("containers") or []:
+            for kind in ("limits", "requests"):
+                amounts = [int(str(v)) for k, v in (container.get("resources") or {}).get(
+                    kind, {}).items() if k in lbl.FAMILY_RESOURCE.values()]
+                if amounts:
+                    total += max(amounts)
+                    break
+    return total
