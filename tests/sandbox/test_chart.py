@@ -290,7 +290,10 @@ def accelerator_pools(sandbox: Sandbox) -> Iterator[None]:
 def operator_process(kubeconfig: Path, lease_namespace: str, log: Path,
                      health_port: int) -> Iterator[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KUBERNETES_", "INFERPOOL_")) and k != "KUBECONFIG"}
+           if not k.startswith(("KUBERNETES_", "INFERPOOL_"))}
+    # Also in the environment: kopf's login reads $KUBECONFIG, which the kubernetes client
+    # captures when it is imported, before `--kubeconfig` is applied.
+    env["KUBECONFIG"] = str(kubeconfig)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "inferpool.cli", "run", "--kubeconfig", str(kubeconfig),

@@ -23,6 +23,7 @@ from inferpool.cluster import ClusterSnapshot, build_snapshot
 from inferpool.controller import status as st
 from inferpool.controller.demand import DemandBook
 from inferpool.controller.health import (
+    Backoff,
     HealthTracker,
     accelerators_in_use,
     pods_on_failed_nodes,
@@ -83,8 +84,10 @@ class Planner:
         # that version is ours as written, even where the API server normalised a value.
         self.written_rv: dict[tuple[str, str], str] = {}
         self.deduper = events.EventDeduper()
-        self.health = HealthTracker(stockout_seconds=settings.stockout_seconds,
-                                    broken_seconds=settings.broken_seconds)
+        self.health = HealthTracker(
+            stockout_seconds=settings.stockout_seconds, broken_seconds=settings.broken_seconds,
+            stockouts=Backoff(initial=settings.retry_backoff_seconds),
+            broken=Backoff(initial=settings.retry_backoff_seconds))
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
         self.last_report: Report | None = None
         self.reconciles = 0

@@ -33,8 +33,18 @@ def main(args: argparse.Namespace) -> int:
 def _configure_kopf(registry: kopf.OperatorRegistry, ours: Settings) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # Same source as our own client: in-cluster config, else the kubeconfig.
-        return kopf.login_via_client(**kwargs)
+        # kopf watches with the same credentials as our own client (in-cluster config, else the
+        # kubeconfig). Built here because the client library reads $KUBECONFIG at import time.
+        if ours.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return kopf.login_via_client(**kwargs)
+        cfg = api_client(ours.kubeconfig).configuration
+        token = (cfg.api_key or {}).get("authorization", "")
+        scheme, _, value = token.partition(" ")
+        return kopf.ConnectionInfo(
+            server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
+            username=cfg.username or None, password=cfg.password or None,
+            scheme=scheme or None, token=value or None, certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: object) -> None:
@@ -48,8 +58,6 @@ def _configure_kopf(registry: kopf.OperatorRegistry, ours: Settings) -> None:
 
 
 async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    if settings.kubeconfig:
-        os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf logs in with the same config
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

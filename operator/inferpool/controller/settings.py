@@ -27,6 +27,7 @@ class Settings:
     stockout_seconds: float = 30.0  # Pending-unschedulable this long marks a pool stocked out
     broken_seconds: float = 20.0  # crashing/ImagePullBackOff this long marks a variant broken
     max_moves_per_plan: int = 8  # bound on churn when moving back after a recovery
+    retry_backoff_seconds: float = 60.0  # first retry of a stocked-out pool or broken variant
     allow_privileged_namespaces: tuple[str, ...] = ()
     metrics_port: int = 8080
     health_port: int = 8081
@@ -73,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="replicas unschedulable this long mark their node pool stocked out (backoff)")
     a("--broken-seconds", type=float, default=float(_env("broken-seconds", str(d.broken_seconds))),
       help="replicas crashing or failing to pull their image this long mark the variant broken")
+    a("--retry-backoff-seconds", type=float,
+      default=float(_env("retry-backoff-seconds", str(d.retry_backoff_seconds))),
+      help="a stocked-out pool or broken variant is retried after this long (doubling, "
+      "at most 15 min)")
     a("--max-moves-per-plan", type=int,
       default=int(_env("max-moves-per-plan", str(d.max_moves_per_plan))),
       help="most replicas moved away from where they run per plan (recovery churn bound)")
@@ -98,6 +103,7 @@ def from_args(args: argparse.Namespace) -> Settings:
         replace_pods_on_failed_nodes=args.replace_pods_on_failed_nodes,
         stockout_seconds=args.stockout_seconds, broken_seconds=args.broken_seconds,
         max_moves_per_plan=args.max_moves_per_plan,
+        retry_backoff_seconds=args.retry_backoff_seconds,
         metrics_port=args.metrics_port, health_port=args.health_port,
         log_level=args.log_level, log_format=args.log_format,
     )

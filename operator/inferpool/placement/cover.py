@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from inferpool.placement.objective import EPS, shortfall_of, violation_of
 
-NODE_LIMIT = 4000
+NODE_LIMIT = 1500
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +103,79 @@ def best_cover(items: Sequence[Item], rules: Rules) -> list[int]:
     shortage = _shortage_cover(items, rules)
     if shortage is not None:
         return shortage
-    found = _Search(items, rules).run()
+    keep = _undominated(items, rules)
+    sub = [items[i] for i in keep]
+    search = _Search(sub, rules)
+    if rules.resilient:
+        search.offer(_spread_greedy(sub, rules))
+    found = search.run()
     # the node limit can stop the search before any cover is seen: fall back to largest-first
-    return found if found is not None else _largest_first(items, rules)
+    if found is None:
+        return _largest_first(items, rules)
+    result = [0] * len(items)
+    for i, x in zip(keep, found, strict=True):
+        result[i] = x
+    return result
+
+
+def _undominated(items: Sequence[Item], rules: Rules) -> list[int]:
+    """Drop items another item beats on every count: no dearer, no smaller, at least as
+    preferred, in the same family (and node pool, when shares count), with room for every
+    replica the pool could ever want."""
+    min_rps = min((it.rps for it in items if it.rps > 0), default=0.0)
+    most = rules.max_replicas
+    if min_rps > 0:
+        most = min(most, math.ceil(rules.required / min_rps) + rules.min_replicas)
+    kept = []
+    for j, b in enumerate(items):
+        dominated = False
+        for i, a in enumerate(items):
+            if i == j or a.avail < most or a.rps < b.rps or a.preference < b.preference:
+                continue
+            if a.cost > b.cost or a.keep_cost > b.keep_cost or (b.keep and a.keep < b.keep):
+                continue
+            if rules.resilient and (a.family != b.family or a.group != b.group):
+                continue
+            same = (a.cost, a.keep_cost, a.rps, a.preference, a.keep) == (
+                b.cost, b.keep_cost, b.rps, b.preference, b.keep)
+            if same and i > j:
+                continue  # identical items: keep the first
+            dominated = True
+            break
+        if not dominated:
+            kept.append(j)
+    return kept
+
+
+def _spread_greedy(items: Sequence[Item], rules: Rules) -> list[int]:
+    """A first cover that respects the family share: cheapest per rps first, skipping a
+    replica that would push its family above the share of the capacity reached so far."""
+    order = sorted(range(len(items)),
+                   key=lambda i: (items[i].cost / items[i].rps if items[i].rps > 0 else math.inf, i))
+    counts = [0] * len(items)
+    fam = [0.0, 0.0, 0.0]
+    cap = 0.0
+    n = 0
+    share = rules.family_share
+    while n < rules.max_replicas and (cap < rules.required - EPS or n < rules.min_replicas):
+        choice = None
+        for i in order:
+            it = items[i]
+            if counts[i] >= it.avail:
+                continue
+            after = cap + it.rps
+            if fam[it.family] + it.rps <= share * max(after, rules.required) + EPS:
+                choice = i
+                break
+        if choice is None:  # nothing keeps the share: take the cheapest anyway
+            choice = next((i for i in order if counts[i] < items[i].avail), None)
+            if choice is None:
+                break
+        counts[choice] += 1
+        fam[items[choice].family] += items[choice].rps
+        cap += items[choice].rps
+        n += 1
+    return counts
 
 
 def _shortage_cover(items: Sequence[Item], rules: Rules) -> list[int] | None:
@@ -179,6 +249,13 @@ class _Search:
                 segments.append((it.cost / it.rps, it.rps, it.avail - keep))
         segments.sort()
         return segments
+
+    def offer(self, counts_in_input_order: list[int]) -> None:
+        """Seed the search with a known cover (counts indexed like the input items)."""
+        counts = [counts_in_input_order[i] for i in self.order]
+        key = evaluate(self.items, counts, self.rules)
+        if key[0] == 0.0 and (self.best_key is None or key < self.best_key):
+            self.best_key, self.best = key, counts
 
     def run(self) -> list[int] | None:
         self._dfs(0, 0.0, 0, 0.0)

@@ -23,14 +23,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from inferpool.placement.cover import best_cover
+from inferpool.placement.decompose import Guidance, Shadow, guide
 from inferpool.placement.linear import INF, LinearModel
 from inferpool.placement.objective import EPS, pool_terms
 from inferpool.placement.problem import Problem
 from inferpool.placement.state import State
 
-Shadow = dict[tuple[int, int], float]  # (capacity class, replica size) -> price per replica
-
 MAX_PASSES = 4
+GUIDE_SHARE = 0.6  # of the budget for the decomposition; the rest for rounding and repair
 # above this share of pools needing repair, a re-plan optimises globally instead of locally
 INCREMENTAL_LIMIT = 0.1
 
@@ -52,12 +52,12 @@ def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastRes
     )
     shadow: Shadow | None = None
     if not incremental:
-        shadow = _lp_guidance(state, deadline)
+        began = time.perf_counter()
+        guidance = guide(state, began + GUIDE_SHARE * (deadline - began))
         dirty = set(range(len(problem.pools)))
-        if shadow is not None:
-            # rounding pass: residual replicas priced with the LP's capacity duals, so a pool
-            # with alternatives leaves contended accelerators to the pools that need them
-            _improve(state, dirty, deadline, all_pools=False, shadow=shadow)
+        if guidance is not None:
+            shadow = guidance.shadow
+            _round(state, guidance)
     passes = _improve(state, dirty, deadline, all_pools=not incremental)
     if _repair_shortfall(state, deadline):
         passes += _improve(state, set(range(len(problem.pools))), deadline, all_pools=False)
@@ -186,20 +186,15 @@ def _repair_shortfall(state: State, deadline: float) -> bool:
 
 def _eject(state: State, p: int, q: int, klass: int) -> bool:
     before = _pair_key(state, (p, q))
-    old_p, old_q = state.clear_pool(p), state.clear_pool(q)
-    for pool in (p, q):  # restore p so q is re-solved against the same capacity it had
-        if pool == p:
-            for o, m in sorted(old_p.items()):
-                state.add(o, m)
+    old_q = state.clear_pool(q)  # q re-covers itself without the class, p keeps its replicas
     items, rules = state.items(q, banned_class=klass)
     state.place_groups(q, best_cover(items, rules))
-    state.clear_pool(p)
+    old_p = state.clear_pool(p)
     items, rules = state.items(p)
     state.place_groups(p, best_cover(items, rules))
     if _pair_key(state, (p, q)) < before:
         return True
     state.clear_pool(p)
-    state.clear_pool(q)
     state.restore(q, old_q)
     state.restore(p, old_p)
     return False
@@ -219,116 +214,22 @@ def _pair_key(state: State, pools: tuple[int, ...]) -> tuple[object, ...]:
     return (shortfalls, round(violation, 9), round(cost, 6))
 
 
-# --- global LP guidance --------------------------------------------------------------------------
-
-
-def _lp_guidance(state: State, deadline: float) -> Shadow | None:
-    """Solve the LP relaxation over capacity classes, place its rounded-down solution and
-    return the capacity duals as a price per replica of each (class, size)."""
+def _round(state: State, guidance: Guidance) -> None:
+    """Give each pool its heaviest pattern that still fits, in priority order; a pool none of
+    whose patterns fits is re-solved against what is left, at the master's capacity prices."""
     pr = state.problem
-    model = LinearModel()
-    cost: dict[int, float] = {}
-    cols: list[tuple[int, int, int]] = []  # (column, pool, group index)
-    class_rows: dict[int, list[tuple[int, int]]] = defaultdict(list)  # class -> [(col, k)]
-    tiers = pr.priority_tiers()
-    h = pr.hysteresis
-    for rank, tier in enumerate(reversed(tiers)):
-        weight = 1000.0 ** rank
-        for p in tier:
-            info = pr.pools[p]
-            groups = state.groups[p]
-            if not groups:
-                continue
-            rps_cols: list[tuple[int, float]] = []
-            count_cols: list[tuple[int, float]] = []
-            by_family: dict[int, list[tuple[int, float]]] = defaultdict(list)
-            worst = 0.0
-            for gi, group in enumerate(groups):
-                o0 = group.options[0]
-                c, r, k = pr.opt_cost[o0], pr.opt_rps[o0], pr.opt_k[o0]
-                col = model.var(0.0, float(info.max_replicas))
-                cols.append((col, p, gi))
-                cost[col] = c
-                class_rows[group.klass].append((col, k))
-                rps_cols.append((col, r))
-                count_cols.append((col, 1.0))
-                by_family[pr.opt_family[o0]].append((col, r))
-                worst = max(worst, c / r if r > 0 else c)
-                keep = sum(pr.opt_current[o] for o in group.options)
-                if keep and h > 0:
-                    kept = model.var(0.0, float(keep))
-                    model.row([(kept, 1.0), (col, -1.0)], -INF, 0.0)
-                    cost[kept] = -h * c
-            d = info.demand
-            if d.required_rps > 0:
-                s = model.var()
-                model.row([*rps_cols, (s, 1.0)], d.required_rps, INF)
-                cost[s] = 10.0 * weight * worst
-            if info.min_replicas > 0:
-                u = model.var()
-                model.row([*count_cols, (u, 1.0)], float(info.min_replicas), INF)
-                cost[u] = 10.0 * weight * worst * max(pr.opt_rps[o] for o in info.options)
-            model.row(count_cols, -INF, float(info.max_replicas))
-            if d.max_family_share < 1.0 and len(by_family) > 1:
-                for f in sorted(by_family):
-                    v = model.var()
-                    entries = [(col, -d.max_family_share * r) for col, r in rps_cols]
-                    model.row([*entries, *by_family[f], (v, -1.0)], -INF, 0.0)
-                    cost[v] = 5.0 * worst
-    rows = _class_capacity_rows(state, model, class_rows)
-    remaining = deadline - time.perf_counter()
-    if not cols or remaining <= 0.05:
-        return None
-    objective = [0.0] * model.num_cols
-    for col, c in cost.items():
-        objective[col] = c
-    highs = model.to_highs(objective, relax=True)
-    highs.setOptionValue("time_limit", remaining)
-    highs.run()
-    if highs.getInfo().primal_solution_status != 2:
-        return None
-    solution = highs.getSolution()
-    values = solution.col_value
-    duals = solution.row_dual
     for p in range(len(pr.pools)):
         state.clear_pool(p)
-    # largest replicas first: with divisible sizes that order always finds the room the LP saw
-    floors = sorted(
-        ((pr.opt_k[state.groups[p][gi].options[0]], p, gi, math.floor(values[col] + 1e-6))
-         for col, p, gi in cols),
-        key=lambda t: (-t[0], t[1], t[2]),
+    order = sorted(
+        range(len(pr.pools)),
+        key=lambda p: (-pr.pools[p].demand.priority,
+                       -max((w for w, _ in guidance.patterns.get(p, ())), default=0.0),
+                       pr.pools[p].key),
     )
-    for _, p, gi, count in floors:
-        if count > 0:
-            state.place_group(state.groups[p][gi], count)
-    shadow: Shadow = {}
-    for (klass, k), entries in rows.items():
-        shadow[(klass, k)] = sum(abs(duals[row]) * coef for row, coef in entries)
-    return shadow
-
-
-def _class_capacity_rows(
-    state: State, model: LinearModel, class_rows: dict[int, list[tuple[int, int]]]
-) -> dict[tuple[int, int], list[tuple[int, float]]]:
-    """Aggregate node capacity of each class: exact for divisible sizes (see packing.py).
-    Returns, per (class, replica size), the rows a replica uses and with what coefficient."""
-    pr = state.problem
-    members: dict[int, list[int]] = defaultdict(list)
-    for np in pr.node_pools:
-        members[state.classes[np.index]].append(np.index)
-    usage: dict[tuple[int, int], list[tuple[int, float]]] = defaultdict(list)
-    for klass, entries in sorted(class_rows.items()):
-        sizes = sorted({k for _, k in entries})
-        nps = [pr.node_pools[i] for i in members[klass]]
-        for s in sizes:
-            slots = sum(np.slots(s) for np in nps)
-            row = model.row([(col, k / s) for col, k in entries if k >= s], -INF, float(slots))
-            for k in sizes:
-                if k >= s:
-                    usage[(klass, k)].append((row, k / s))
-        limits = [np.limit for np in nps if np.limit is not None]
-        if limits:
-            row = model.row([(col, float(k)) for col, k in entries], -INF, float(sum(limits)))
-            for k in sizes:
-                usage[(klass, k)].append((row, float(k)))
-    return usage
+    for p in order:
+        for _, counts in guidance.patterns.get(p, ()):
+            if state.fits_groups(p, counts):
+                state.place_groups(p, counts)
+                break
+        else:
+            reoptimize(state, p, guidance.shadow)

@@ -110,6 +110,17 @@ class State:
             if counts[g] > 0:
                 self.place_group(groups[g], counts[g])
 
+    def fits_groups(self, p: int, counts: Sequence[int]) -> bool:
+        """Would `place_groups(p, counts)` place every replica? (tries, then undoes)"""
+        old = self.clear_pool(p)
+        self.place_groups(p, counts)
+        ok = all(
+            sum(self.counts[o] for o in g.options) == c
+            for g, c in zip(self.groups[p], counts, strict=True)
+        )
+        self.restore(p, old)
+        return ok
+
     def place_group(self, group: Group, want: int) -> int:
         """Current places first, then node pools with the smallest nodes (best fit), so large
         nodes stay free for large replicas. Returns how many were placed."""

@@ -14,7 +14,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
+from importlib import resources
 from pathlib import Path
+
+import yaml
 
 from inferpool.sandbox import versions
 from inferpool.sandbox.errors import SandboxError
@@ -115,19 +118,31 @@ KWOK_STAGES = (
 )
 
 
+SIMULATE_ANNOTATION = "sandbox.inferpool.dev/simulate"
+STAGES_REVISION = 2  # bump when the stages we derive change
+
+
 def kwok_stages(log: Log = print) -> Path:
     """A kwok config file with the default node and pod stages (made once, cached)."""
-    path = bin_dir() / "kwok-stages.yaml"
+    path = bin_dir() / f"kwok-stages-{STAGES_REVISION}.yaml"
     if path.is_file():
         return path
     _check_go()
     module = versions.KWOK_COMPONENT
     info = json.loads(_go(["mod", "download", "-json", f"{module.module}@{module.version}"],
                           _workdir("kwok-stages"), log))
-    docs = [(Path(info["Dir"]) / rel).read_text().strip() for rel in KWOK_STAGES]
+    stages = [yaml.safe_load((Path(info["Dir"]) / rel).read_text()) for rel in KWOK_STAGES]
+    for stage in stages:
+        if stage["metadata"]["name"] == "pod-ready":
+            # Pods that simulate a failure are left to our own stage.
+            stage["spec"]["selector"]["matchExpressions"].append(
+                {"key": f'.metadata.annotations["{SIMULATE_ANNOTATION}"]',
+                 "operator": "DoesNotExist"})
+    ours = resources.files("inferpool.sandbox").joinpath("simulated-failures.yaml").read_text()
+    stages.append(yaml.safe_load(ours))
     bin_dir().mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    partial.write_text("\n---\n".join(docs) + "\n")
+    partial.write_text(yaml.safe_dump_all(stages, sort_keys=False))
     partial.replace(path)
     return path
 

@@ -36,7 +36,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         ("fail", "stop the simulated kubelet of nodes (they go NotReady, as when it dies)"),
         ("cordon", "mark nodes unschedulable"),
         ("delete", "delete nodes (as when spot capacity is reclaimed)"),
-        ("recover", "undo fail/cordon/delete"),
+        ("stockout", "make nodes refuse new pods while looking healthy (capacity not there)"),
+        ("recover", "undo fail/cordon/stockout/delete"),
     ):
         p = add(action, help_text, _fault(action))
         p.add_argument("nodes", nargs="*", metavar="NODE")

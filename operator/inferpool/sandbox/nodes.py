@@ -118,6 +118,24 @@ def _replace(api: client.CoreV1Api, name: str, annotations: dict[str, str | None
     _create_node(api, body)
 
 
+STOCKOUT_TAINT = {"key": "sandbox.inferpool.dev/stockout", "value": "true",
+                  "effect": "NoSchedule"}
+
+
+def stockout(state: SandboxState, names: list[str]) -> None:
+    """New pods no longer fit, though the nodes look healthy and free (a taint no workload
+    tolerates): what the operator sees when a pool's capacity is not really there."""
+    api = core_api(state)
+    for name in names:
+        taints = [t.to_dict() for t in api.read_node(name).spec.taints or []]
+        if not any(t["key"] == STOCKOUT_TAINT["key"] for t in taints):
+            _patch(api, name, {"spec": {"taints": [*_clean(taints), STOCKOUT_TAINT]}})
+
+
+def _clean(taints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in t.items() if v is not None} for t in taints]
+
+
 def cordon(state: SandboxState, names: list[str]) -> None:
     api = core_api(state)
     for name in names:
@@ -136,7 +154,8 @@ def delete(state: SandboxState, names: list[str]) -> None:
 
 
 def recover(state: SandboxState, names: list[str]) -> None:
-    """Undo fail, cordon and delete: the node exists, is managed by kwok and is schedulable."""
+    """Undo fail, cordon, stockout and delete: the node exists, is managed by kwok, is
+    schedulable and takes new pods."""
     api = core_api(state)
     description = pool_desc.load(state.path / "pools.yaml")
     by_name = {
@@ -156,6 +175,10 @@ def recover(state: SandboxState, names: list[str]) -> None:
             continue
         if node.spec.unschedulable:
             _patch(api, name, {"spec": {"unschedulable": None}})
+        taints = [t.to_dict() for t in node.spec.taints or []]
+        if any(t["key"] == STOCKOUT_TAINT["key"] for t in taints):
+            _patch(api, name, {"spec": {"taints": _clean(
+                [t for t in taints if t["key"] != STOCKOUT_TAINT["key"]])}})
         if (node.metadata.annotations or {}).get(FAILED_ANNOTATION) == "true":
             _replace(api, name, {pool_desc.KWOK_ANNOTATION: "fake", FAILED_ANNOTATION: None})
 

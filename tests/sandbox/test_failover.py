@@ -1,0 +1,144 @@
+"""Rebalancing on failures, against the sandbox's fault injection: node and pool loss,
+stockouts and broken variants, and recovery."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.operator_process import OperatorProcess, running_operator
+from tests.sandbox.test_operator import (
+    H100,
+    V6E,
+    apply,
+    condition,
+    ipool,
+    ready,
+    replicas,
+    settle,
+)
+from tests.support import Sandbox, wait_for
+
+pytestmark = pytest.mark.sandbox
+
+
+@pytest.fixture(scope="module")
+def operator(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[OperatorProcess]:
+    yield from running_operator(
+        sandbox, tmp_path_factory.mktemp("failover"), "failover", "--stockout-seconds=5",
+        "--broken-seconds=5", "--retry-backoff-seconds=15")
+
+
+@pytest.fixture
+def ns(sandbox: Sandbox, namespace: str, operator: OperatorProcess) -> Iterator[str]:
+    yield namespace
+    sandbox.kubectl("delete", "ipool", "--all", "-n", namespace, "--wait=true", check=False)
+    wait_for(lambda: not sandbox.get_json("pods", "-n", namespace)["items"], timeout=90,
+             what="the test's pods to go")
+
+
+def fault(sandbox: Sandbox, action: str, *args: str) -> None:
+    sandbox.inferpool("sandbox", action, "--name", sandbox.name, *args)
+
+
+def ready_pods(sandbox: Sandbox, ns: str) -> list[dict[str, Any]]:
+    pods = sandbox.get_json("pods", "-n", ns)["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+
+
+def node_ready(sandbox: Sandbox, node: str) -> bool:
+    conditions = sandbox.get_json("node", node)["status"]["conditions"]
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_single_node_loss_is_replaced_before_any_eviction(sandbox: Sandbox, ns: str) -> None:
+    apply(sandbox, ns, ipool("one", 20, [V6E]))
+    settle(sandbox, ns, {"one-v6e-v6e": 2})
+    victim = ready_pods(sandbox, ns)[0]["spec"]["nodeName"]
+    fault(sandbox, "fail", victim)
+    try:
+        wait_for(lambda: not node_ready(sandbox, victim), timeout=20, what=f"{victim} NotReady")
+        lost = time.monotonic()
+
+        def replaced() -> bool:
+            pods = ready_pods(sandbox, ns)
+            return len(pods) == 2 and all(p["spec"]["nodeName"] != victim for p in pods)
+
+        wait_for(replaced, timeout=15, interval=0.1, what="a replacement Ready elsewhere")
+        # well before the pods' not-ready toleration (30 s) or the default eviction (300 s)
+        assert time.monotonic() - lost < 10
+    finally:
+        fault(sandbox, "recover", victim)
+
+
+def test_whole_pool_loss_moves_replicas_to_another_family_and_back(
+    sandbox: Sandbox, ns: str
+) -> None:
+    apply(sandbox, ns, ipool("fam", 30, [H100, V6E]))
+    settle(sandbox, ns, {"fam-v6e-v6e": 3})
+    fault(sandbox, "fail", "--pool", "v6e")
+    try:
+        wait_for(lambda: not node_ready(sandbox, "v6e-0"), timeout=20, what="v6e NotReady")
+        lost = time.monotonic()
+        wait_for(lambda: len(ready_pods(sandbox, ns)) == 3 and all(
+            p["spec"]["nodeName"].startswith("h100-") for p in ready_pods(sandbox, ns)),
+            timeout=20, interval=0.1, what="3 replicas Ready on H100")
+        assert time.monotonic() - lost < 10
+        cond = wait_for(lambda: condition(sandbox, ns, "fam", "Degraded").get("status") == "True"
+                        and condition(sandbox, ns, "fam", "Degraded"), timeout=20,
+                        what="Degraded=True")
+        assert "node pool v6e has no healthy node" in cond["message"]
+        events = sandbox.get_json("events", "-n", ns)["items"]
+        assert any(e["reason"] == "NodePoolLost" for e in events)
+    finally:
+        fault(sandbox, "recover", "--pool", "v6e")
+    # back to the cheaper TPU pool, make-before-break: never fewer than 3 Ready on the way
+    lowest = 3
+    deadline = time.monotonic() + 90
+    while replicas(sandbox, ns) != {"fam-v6e-v6e": 3} or ready(sandbox, ns) != {
+            "fam-v6e-v6e": 3}:
+        lowest = min(lowest, len(ready_pods(sandbox, ns)))
+        assert time.monotonic() < deadline, f"not back on v6e: {replicas(sandbox, ns)}"
+        time.sleep(0.3)
+    assert lowest >= 3
+    wait_for(lambda: condition(sandbox, ns, "fam", "Degraded").get("status") == "False",
+             timeout=20, what="Degraded cleared")
+
+
+def test_stockout_spills_to_another_pool_and_the_pool_is_retried(
+    sandbox: Sandbox, ns: str
+) -> None:
+    fault(sandbox, "stockout", "--pool", "v6e")
+    try:
+        apply(sandbox, ns, ipool("short", 20, [H100, V6E]))
+        # v6e pods stay Pending; after the 5 s bound the replicas spill to H100
+        settle(sandbox, ns, {"short-h100-h100": 2}, timeout=40)
+        cond = wait_for(lambda: condition(sandbox, ns, "short", "Degraded").get(
+            "status") == "True" and condition(sandbox, ns, "short", "Degraded"), timeout=20,
+            what="Degraded=True")
+        assert "node pool v6e is stocked out" in cond["message"]
+    finally:
+        fault(sandbox, "recover", "--pool", "v6e")
+    # after the retry backoff (15 s) the cheaper pool is tried again, and now it works
+    settle(sandbox, ns, {"short-v6e-v6e": 2}, timeout=90)
+
+
+def test_broken_variant_is_degraded_and_capacity_shifts(sandbox: Sandbox, ns: str) -> None:
+    broken_v6e = {**V6E}
+    pool = ipool("broken", 20, [H100, broken_v6e])
+    template = pool["spec"]["variants"][1]["template"]
+    template["metadata"] = {"annotations": {"sandbox.inferpool.dev/simulate": "ImagePullBackOff"}}
+    apply(sandbox, ns, pool)
+    settle(sandbox, ns, {"broken-h100-h100": 2}, timeout=60)
+    cond = wait_for(lambda: condition(sandbox, ns, "broken", "Degraded").get(
+        "status") == "True" and condition(sandbox, ns, "broken", "Degraded"), timeout=20,
+        what="Degraded=True")
+    assert "variant v6e is failing" in cond["message"]
+    assert "ImagePullBackOff" in cond["message"]
+    events = sandbox.get_json("events", "-n", ns)["items"]
+    assert any(e["reason"] == "VariantDegraded" for e in events)
