@@ -43,6 +43,9 @@ class Rules:
     node_pool_share: float = 1.0
     min_families: int = 1
     scale: float = 1.0
+    # (per unit of normalised shortfall, per unit of violation): fold both into the cost, as
+    # the decomposition's master LP does, instead of ranking them before it
+    weights: tuple[float, float] | None = None
 
     @property
     def resilient(self) -> bool:
@@ -88,12 +91,11 @@ def evaluate(items: Sequence[Item], counts: Sequence[int], rules: Rules) -> Pool
             groups.values(),
             sum(1 for v in fam_n if v > 0),
         )
-    return (
-        round(shortfall_of(rules.required, rules.min_replicas, cap, n), 9),
-        round(violation, 9),
-        round(cost, 6),
-        -float(pref),
-    )
+    shortfall = shortfall_of(rules.required, rules.min_replicas, cap, n)
+    if rules.weights is not None:
+        scalar = cost + rules.weights[0] * shortfall + rules.weights[1] * violation
+        return (0.0, 0.0, round(scalar, 6), -float(pref))
+    return (round(shortfall, 9), round(violation, 9), round(cost, 6), -float(pref))
 
 
 def best_cover(items: Sequence[Item], rules: Rules) -> list[int]:
@@ -311,7 +313,13 @@ class _Search:
         else:
             useful = 0
         upper = min(item.avail, rules.max_replicas - n, max(useful, need_n))
-        for x in range(max(upper, 0), -1, -1):
+        if i == len(self.items) - 1 and not rules.resilient:
+            # last item: only the smallest count that completes the cover can be optimal
+            least = max(useful, need_n, 0)
+            candidates: range = range(least, least - 1, -1) if least <= upper else range(0)
+        else:
+            candidates = range(max(upper, 0), -1, -1)
+        for x in candidates:
             self.counts[i] = x
             self._dfs(i + 1, cap + x * item.rps, n + x, cost + item_cost(item, x))
             if self.nodes > NODE_LIMIT and self.best_key is not None:

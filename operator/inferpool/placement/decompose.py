@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import highspy
 import numpy as np
@@ -37,6 +37,7 @@ class Guidance:
     patterns: dict[int, list[tuple[float, tuple[int, ...]]]]  # pool -> [(weight, counts)]
     shadow: Shadow
     rounds: int
+    ideal: dict[int, tuple[int, ...]]  # pool -> its best cover were it alone in the cluster
 
 
 class _Master:
@@ -139,10 +140,14 @@ def guide(state: State, deadline: float) -> Guidance | None:
                    for p in tier}
     static = [_static_items(state, p) for p in range(len(pr.pools))]
 
+    weighted = [
+        replace(rules_of(pr, p), weights=(SHORTFALL_WEIGHT * tier_weight[p] * scales[p],
+                                          VIOLATION_WEIGHT * scales[p]))
+        for p in range(len(pr.pools))
+    ]
+
     def scalar(p: int, counts: list[int]) -> float:
-        key = evaluate(static[p], counts, rules_of(pr, p))
-        return (key[2] + VIOLATION_WEIGHT * scales[p] * key[1]
-                + SHORTFALL_WEIGHT * tier_weight[p] * scales[p] * key[0])
+        return evaluate(static[p], counts, weighted[p])[2]
 
     seen: set[tuple[int, tuple[int, ...]]] = set()
     for p in range(len(pr.pools)):
@@ -151,6 +156,9 @@ def guide(state: State, deadline: float) -> Guidance | None:
             if (p, counts) not in seen:
                 seen.add((p, counts))
                 master.add(p, counts, scalar(p, list(counts)))
+    ideal = {p: next(c for q, c in master.columns if q == p and sum(c)) for p in
+             range(len(pr.pools)) if any(q == p and sum(c) for q, c in master.columns)}
+    priced: dict[int, tuple[float, ...]] = {}
     rounds = 0
     result = None
     while rounds < MAX_ROUNDS:
@@ -167,9 +175,14 @@ def guide(state: State, deadline: float) -> Guidance | None:
         for p in range(len(pr.pools)):
             if time.perf_counter() > deadline:
                 break
-            items = [_priced(item, shadow.get((g.klass, pr.opt_k[g.options[0]]), 0.0))
-                     for item, g in zip(static[p], state.groups[p], strict=True)]
-            counts = tuple(best_cover(items, rules_of(pr, p)))
+            prices = tuple(round(shadow.get((g.klass, pr.opt_k[g.options[0]]), 0.0), 6)
+                           for g in state.groups[p])
+            if priced.get(p) == prices:
+                continue  # same prices as last round: the same pattern would come back
+            priced[p] = prices
+            items = [_priced(item, extra)
+                     for item, extra in zip(static[p], prices, strict=True)]
+            counts = tuple(best_cover(items, weighted[p]))
             if (p, counts) in seen:
                 continue
             cost = scalar(p, list(counts))
@@ -190,7 +203,7 @@ def guide(state: State, deadline: float) -> Guidance | None:
             patterns[p].append((value, counts))
     for p in patterns:
         patterns[p].sort(key=lambda wc: (-wc[0], wc[1]))
-    return Guidance(dict(patterns), _shadow(master, duals), rounds)
+    return Guidance(dict(patterns), _shadow(master, duals), rounds, ideal)
 
 
 def _shadow(master: _Master, duals: list[float]) -> Shadow:

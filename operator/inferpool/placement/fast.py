@@ -58,6 +58,8 @@ def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastRes
         if guidance is not None:
             shadow = guidance.shadow
             _round(state, guidance)
+            # a pool that got what it would choose alone cannot do better: skip it
+            dirty = {p for p in dirty if state.group_counts(p) != guidance.ideal.get(p)}
     passes = _improve(state, dirty, deadline, all_pools=not incremental)
     if _repair_shortfall(state, deadline):
         passes += _improve(state, set(range(len(problem.pools))), deadline, all_pools=False)

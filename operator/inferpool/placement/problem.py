@@ -28,6 +28,7 @@ class NodePoolCapacity:
     free: tuple[int, ...]  # per healthy node with something free, descending
     limit: int | None  # accelerators our replicas may use in total (maxAccelerators, backoff)
     sizes: tuple[int, ...] = ()  # accelerators-per-replica of the options placed here, ascending
+    _slots: dict[int, int] = field(default_factory=dict, repr=False)
 
     @property
     def chain(self) -> bool:
@@ -35,7 +36,11 @@ class NodePoolCapacity:
         return all(b % a == 0 for a, b in zip(self.sizes, self.sizes[1:], strict=False))
 
     def slots(self, size: int) -> int:
-        return sum(f // size for f in self.free)
+        """Replicas of `size` accelerators the healthy nodes could hold, ignoring the limit."""
+        cached = self._slots.get(size)
+        if cached is None:
+            cached = self._slots[size] = sum(f // size for f in self.free)
+        return cached
 
 
 @dataclass(slots=True)

@@ -110,6 +110,9 @@ class State:
             if counts[g] > 0:
                 self.place_group(groups[g], counts[g])
 
+    def group_counts(self, p: int) -> tuple[int, ...]:
+        return tuple(sum(self.counts[o] for o in g.options) for g in self.groups[p])
+
     def fits_groups(self, p: int, counts: Sequence[int]) -> bool:
         """Would `place_groups(p, counts)` place every replica? (tries, then undoes)"""
         old = self.clear_pool(p)
