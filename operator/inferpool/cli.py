@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("inferpool.controller.cli", "run the operator against the current cluster"),
     "sandbox": ("inferpool.sandbox.cli", "local control plane with simulated accelerator pools"),
     "crds": ("inferpool.api.cli", "print or write the CustomResourceDefinitions"),
+    "snapshot": ("inferpool.controller.inspect_cli", "save the operator's inputs as JSON"),
+    "plan": ("inferpool.controller.inspect_cli",
+             "print the placement the engine would choose, and why (writes nothing)"),
+    "status": ("inferpool.controller.inspect_cli", "print InferencePools and node pools"),
 }
 
 

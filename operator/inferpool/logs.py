@@ -40,14 +40,18 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The API client logs every request at debug; keep it at warning unless asked.
-    # kopf.objects says "Handler succeeded" for every watch event: only worth it when debugging.
-    for noisy in ("kubernetes", "urllib3", "aiohttp.access", "kopf.objects"):
+    logging.captureWarnings(True)  # Python warnings become log lines in the same format
+    # The API client logs every request at debug, aiohttp every probe and scrape: warnings only.
+    for noisy in ("kubernetes", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # kopf.objects says "Handler succeeded" for every watch event: only worth it when debugging.
+    logging.getLogger("kopf.objects").setLevel(
+        root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level))
 
 
 # Extras kopf attaches to its records that are not worth a log field (its whole settings, etc.).
-_KOPF_EXTRAS = ("k8s_skip", "settings", "memo", "logger", "patch", "resource", "indices",
+# ("logger" is not one of them: it is the record's logger name, added by add_logger_name.)
+_KOPF_EXTRAS = ("k8s_skip", "settings", "memo", "patch", "resource", "indices",
                 "activity", "retry", "started", "runtime", "param")
 
 

@@ -460,7 +460,8 @@ class MetricsServer:
             if path == "/healthz":
                 return _text(start_response, "200 OK", "ok")
             if path in ("/", "/metrics"):
-                return metrics_app(environ, start_response)
+                body: Iterable[bytes] = metrics_app(environ, start_response)
+                return body
             return _text(start_response, "404 Not Found", "not found: try /metrics or /readyz")
 
         self._server = make_server(host, port, app, server_class=_ThreadingServer,

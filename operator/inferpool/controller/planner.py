@@ -19,28 +19,26 @@ import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from inferpool.cluster import ClusterSnapshot, build_snapshot
+from inferpool.cluster import ClusterSnapshot
+from inferpool.controller import planning
 from inferpool.controller import status as st
 from inferpool.controller.demand import DemandBook
 from inferpool.controller.health import (
     Backoff,
     HealthTracker,
-    accelerators_in_use,
     pods_on_failed_nodes,
 )
+from inferpool.controller.metrics import OperatorMetrics
 from inferpool.controller.settings import Settings
 from inferpool.controller.translate import (
     LiveDeployment,
     ParsedPool,
-    live_deployment,
     make_before_break,
-    parse_pools,
-    to_demand,
 )
 from inferpool.k8s import deployments as dep
 from inferpool.k8s import events
 from inferpool.k8s import labels as lbl
-from inferpool.placement import PlacementKey, PlacementOptions, Plan, place
+from inferpool.placement import PlacementKey, Plan, place
 from inferpool.scaling.clock import SystemClock
 
 log = structlog.get_logger("inferpool.planner")
@@ -91,6 +89,7 @@ class Planner:
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
         self.last_report: Report | None = None
         self.reconciles = 0
+        self.metrics = OperatorMetrics()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -121,6 +120,7 @@ class Planner:
             try:
                 report = await self.reconcile()
             except Exception:
+                self.metrics.reconcile_failed()
                 log.exception("reconcile failed; retrying on the next tick")
                 continue
             log.info("reconciled", woken_by=reasons, writes=report.writes,
@@ -136,17 +136,12 @@ class Planner:
 
         # 1. snapshot
         t0 = time.perf_counter()
-        nodes = {view["metadata"]["name"]: view for view in _values(self.indexes["nodes"])}
-        pods = _values(self.indexes["pods"])
-        accelerator_pools = _values(self.indexes["accelerator_pools"])
-        pools, invalid = parse_pools(_values(self.indexes["inference_pools"]),
-                                     self.settings.allow_privileged_namespaces)
+        cluster = planning.read_cluster({n: _values(self.indexes[n]) for n in INDEX_NAMES},
+                                        self.settings.allow_privileged_namespaces)
+        nodes, pods, accelerator_pools = cluster.nodes, cluster.pods, cluster.accelerator_pools
+        pools, invalid, snapshot, live = (cluster.pools, cluster.invalid, cluster.snapshot,
+                                          cluster.live)
         report.invalid = len(invalid)
-        valid_keys = {p.key for p in pools}
-        snapshot = build_snapshot(
-            nodes.values(), _pods_for_snapshot(pods, valid_keys), accelerator_pools)
-        live = {d.key: d for d in map(live_deployment, _values(self.indexes["deployments"]))
-                if d is not None}
         report.phases["snapshot"] = time.perf_counter() - t0
 
         # 2. demand
@@ -164,15 +159,10 @@ class Planner:
                                    for p in pools}, now, now_wall)
         stocked_out = self.health.stocked_out(now)
         broken = self.health.broken_variants(now)
-        current = {k: d.replicas for k, d in live.items() if k[0] in by_key and d.replicas > 0}
-        options = PlacementOptions(
-            solver=self.settings.solver,  # type: ignore[arg-type]
-            time_budget_s=self.settings.solver_time_budget_seconds,
-            hysteresis=self.settings.hysteresis,
-            pool_accelerator_limits={p: accelerators_in_use(pods, p) for p in stocked_out},
-            excluded_variants=broken, max_moves=self.settings.max_moves_per_plan)
-        engine_demands = [to_demand(p, demands[p.key].required_rps) for p in pools]
-        plan = await asyncio.to_thread(place, snapshot, engine_demands, current, options)
+        call = planning.engine_call(cluster, {k: d.required_rps for k, d in demands.items()},
+                                    self.settings, stocked_out, broken)
+        plan = await asyncio.to_thread(place, call.snapshot, call.demands, call.current,
+                                       call.options)
         report.plan = plan
         report.phases["engine"] = time.perf_counter() - t0
 
@@ -202,6 +192,10 @@ class Planner:
                                                     gate.holding, live, snapshot, degraded,
                                                     now_wall, accelerator_pools, in_use)
         report.phases["status"] = time.perf_counter() - t0
+        self.metrics.observe_reconcile(
+            report, pools=pools, snapshot=snapshot, demands=demands, targets=gate.targets,
+            live=live, degraded=degraded, in_use=in_use,
+            accelerator_pools=[ap["metadata"]["name"] for ap in accelerator_pools])
         self.last_report = report
         self.reconciles += 1
         return report
@@ -293,6 +287,7 @@ class Planner:
                 log.warning("pod delete failed", pod=f"{namespace}/{name}", status=exc.status)
             return False
         log.info("replacing pod on a failed node", pod=f"{namespace}/{name}")
+        self.metrics.pods_replaced()
         return True
 
     def _degradations(self, pools: list[ParsedPool], live: Mapping[PlacementKey, LiveDeployment],
@@ -429,20 +424,6 @@ async def _bounded(jobs: list[Callable[[], bool]], limit: int) -> list[bool]:
 def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     return any(old.get(k) != v for k, v in new.items() if v is not None) or any(
         k in old and old[k] is not None for k, v in new.items() if v is None)
-
-
-def _pods_for_snapshot(pods: Iterable[dict[str, Any]], valid: set[str]
-                       ) -> list[dict[str, Any]]:
-    """Pods of InferencePools the planner does not place this round (invalid ones) keep their
-    accelerators: to the engine they are somebody else's pods."""
-    out = []
-    for pod in pods:
-        labels = pod["metadata"].get("labels") or {}
-        owner = labels.get(lbl.POOL)
-        if owner is not None and f"{pod['metadata'].get('namespace')}/{owner}" not in valid:
-            pod = {**pod, "metadata": {**pod["metadata"], "labels": {}}}
-        out.append(pod)
-    return out
 
 
 def _ready_capacity(pool: ParsedPool, live: Mapping[PlacementKey, LiveDeployment]) -> float:

@@ -120,12 +120,15 @@ def demand_from_status(pool: ParsedPool) -> PlannedDemand:
     settings = scaling_settings(pool.model)
     floor = max(settings.min_capacity_rps, settings.safe_floor_rps)
     required = status.get("requiredCapacity")
-    if isinstance(required, int | float) and status.get("observedGeneration") == pool.generation:
-        return PlannedDemand(float(required), "status.requiredCapacity", True)
     fixed = pool.model.spec.demand.fixed
-    if fixed is not None:
-        return PlannedDemand(max(fixed / settings.target_utilization, floor),
-                             "spec.demand.fixed / targetUtilization", True)
+    steady = max(fixed / settings.target_utilization, floor) if fixed is not None else None
+    if isinstance(required, int | float) and status.get("observedGeneration") == pool.generation:
+        if steady is not None and round(steady, 1) == required:
+            # the status is rounded to 0.1 req/s; the exact figure is the one the engine got
+            return PlannedDemand(steady, "spec.demand.fixed (= status.requiredCapacity)", True)
+        return PlannedDemand(float(required), "status.requiredCapacity", True)
+    if steady is not None:
+        return PlannedDemand(steady, "spec.demand.fixed / targetUtilization", True)
     if isinstance(required, int | float):
         return PlannedDemand(float(required), "status.requiredCapacity (older generation)",
                              True)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from functools import partial
 from typing import Any
 
 import kopf
@@ -15,6 +16,7 @@ from kubernetes import client
 
 from inferpool import logs
 from inferpool.controller import handlers
+from inferpool.controller.metrics import MetricsServer
 from inferpool.controller.planner import Planner
 from inferpool.controller.settings import Settings, from_args
 from inferpool.k8s.client import api_client
@@ -74,6 +76,8 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
 
     log.info("starting", identity=settings.identity, namespaces=list(settings.namespaces) or
              "all", lease=f"{settings.lease_namespace}/{settings.lease_name}")
+    metrics_server = MetricsServer(planner.metrics.registry, partial(_readiness, planner, elector),
+                                   settings.metrics_port).start() if settings.metrics_port else None
     kopf_task = asyncio.create_task(kopf.operator(
         registry=registry, clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces), stop_flag=stop,
@@ -88,7 +92,17 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(elector.release)
         await planner.demand.close()
+        if metrics_server is not None:
+            metrics_server.stop()
         log.info("stopped", identity=settings.identity)
+
+
+def _readiness(planner: Planner, elector: LeaseElector) -> tuple[bool, str]:
+    """Ready once kopf has listed every watched resource (the planner's caches are complete),
+    as leader or as a standby that can take over at once."""
+    if not planner.ready.is_set():
+        return False, "waiting for the first complete listing of the watched resources"
+    return True, "leader" if elector.is_leader else "standby, caches ready"
 
 
 async def _lease_loop(elector: LeaseElector, planner: Planner, settings: Settings,
@@ -100,6 +114,7 @@ async def _lease_loop(elector: LeaseElector, planner: Planner, settings: Setting
         except Exception as exc:  # API unreachable: stop acting until the lease is ours again
             elector.is_leader = False
             log.warning("lease renewal failed", error=str(exc))
+        planner.metrics.set_leader(elector.is_leader)
         if elector.is_leader and not was_leader:
             log.info("became leader", identity=settings.identity)
             planner.wake("became leader")

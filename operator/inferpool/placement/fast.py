@@ -217,21 +217,38 @@ def _pair_key(state: State, pools: tuple[int, ...]) -> tuple[object, ...]:
 
 
 def _round(state: State, guidance: Guidance) -> None:
-    """Give each pool its heaviest pattern that still fits, in priority order; a pool none of
-    whose patterns fits is re-solved against what is left, at the master's capacity prices."""
+    """Place the master's solution: first every pool it gives one whole pattern (those fit
+    together, as they fit in the LP), largest replicas first; then the few fractional pools,
+    in priority order, each taking its heaviest pattern that still fits, or else re-solved
+    against what is left at the master's capacity prices."""
     pr = state.problem
     for p in range(len(pr.pools)):
         state.clear_pool(p)
-    order = sorted(
-        range(len(pr.pools)),
+    whole = {p: pats[0][1] for p, pats in guidance.patterns.items() if pats[0][0] > 1 - 1e-6}
+
+    def largest(p: int) -> int:
+        return max((pr.opt_k[g.options[0]] for g, x in zip(state.groups[p], whole[p],
+                                                          strict=True) if x), default=0)
+
+    for p in sorted(whole, key=lambda p: (-largest(p), pr.pools[p].key)):
+        state.place_groups(p, whole[p])
+    rest = sorted(
+        (p for p in range(len(pr.pools)) if p not in whole),
         key=lambda p: (-pr.pools[p].demand.priority,
                        -max((w for w, _ in guidance.patterns.get(p, ())), default=0.0),
                        pr.pools[p].key),
     )
-    for p in order:
-        for _, counts in guidance.patterns.get(p, ()):
+    for p in rest:
+        patterns = guidance.patterns.get(p, [])
+        candidates = [counts for _, counts in patterns]
+        # the weighted mix of patterns is itself a cover when it is whole (e.g. half of "2 in
+        # class X" and half of "2 in class Y" is "1 in X, 1 in Y"), and it is what the LP used
+        mix = [sum(w * c[g] for w, c in patterns) for g in range(len(state.groups[p]))]
+        if patterns and all(abs(x - round(x)) < 1e-6 for x in mix):
+            candidates.insert(0, tuple(round(x) for x in mix))
+        for counts in candidates:
             if state.fits_groups(p, counts):
                 state.place_groups(p, counts)
                 break
         else:
-            reoptimize(state, p, guidance.shadow)
+            reoptimize(state, p)
