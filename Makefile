@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo \
-        bench-engine bench-scaling clean
+        bench-engine bench-scaling bench-failover bench-operator simulate clean
 
 help:
 	@echo "make demo        sandbox up, operator running, sample pools placed, load spike and pool failure"
+	@echo "                 (DEMO_ARGS=--keep leaves it all running)"
 	@echo "make test        lint, types, import contract, then every test (builds the sandbox once)"
 	@echo "make test-unit   the fast tests only (no sandbox)"
 	@echo "make sandbox-bin build or find the sandbox binaries (cached in ~/.cache/inferpool)"
@@ -32,7 +33,7 @@ lint: venv
 sandbox-bin: venv
 	$(BIN)/inferpool sandbox build
 
-test: lint sandbox-bin
+test: lint sandbox-bin prometheus
 	$(BIN)/pytest
 
 test-unit: venv
@@ -46,9 +47,29 @@ sandbox-down: venv
 
 crds: venv
 	$(BIN)/inferpool crds --output-dir crds
+	cp crds/*.yaml charts/inferpool-operator/files/crds/
 
-demo: venv
-	@echo "make demo: not yet (lands with the packaging issue); try: make sandbox-up"
+demo: sandbox-bin prometheus
+	$(BIN)/inferpool demo $(DEMO_ARGS)
+
+# Debian's Prometheus for the demo and the load tests (our own process; the service is not used)
+prometheus: venv
+	$(BIN)/python -c 'from inferpool.sandbox.prometheus import ensure_prometheus; print(ensure_prometheus())'
+
+bench-engine: venv
+	$(BIN)/python -m bench.engine
+
+bench-scaling: venv
+	$(BIN)/python -m bench.scaling
+
+bench-failover: sandbox-bin
+	$(BIN)/python -m bench.failover
+
+bench-operator: sandbox-bin
+	$(BIN)/python -m bench.operator
+
+simulate: venv
+	$(BIN)/inferpool simulate examples/scenarios/week-two-outages.yaml --out out/simulate
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis out

@@ -15,7 +15,11 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("inferpool.controller.cli", "run the operator against the current cluster"),
     "sandbox": ("inferpool.sandbox.cli", "local control plane with simulated accelerator pools"),
+    "demo": ("inferpool.demo", "the whole story on a local sandbox: placement, a load spike, "
+             "a pool failure"),
     "crds": ("inferpool.api.cli", "print or write the CustomResourceDefinitions"),
+    "simulate": ("inferpool.simulate.cli", "replay a demand/failure scenario through the real "
+                 "engine and compare policies"),
     "snapshot": ("inferpool.controller.inspect_cli", "save the operator's inputs as JSON"),
     "plan": ("inferpool.controller.inspect_cli",
              "print the placement the engine would choose, and why (writes nothing)"),

@@ -154,8 +154,9 @@ def test_operator_container() -> None:
     assert pod["serviceAccountName"] == only(docs, "ServiceAccount")["metadata"]["name"]
     ports = {p["name"]: p["containerPort"] for p in op["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+    for probe in ("startupProbe", "livenessProbe"):
         assert op[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+    assert op["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert set(op["resources"]) == {"requests", "limits"}
     variables = env(docs)
     assert variables["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}

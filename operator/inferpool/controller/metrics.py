@@ -336,10 +336,13 @@ class OperatorMetrics:
         for key, n in planned.items():
             if key[0] in now:
                 now[key[0]][key] = n
+        running: dict[str, dict[PlacementKey, int]] = {}
+        for key, d in live.items():
+            running.setdefault(key[0], {})[key] = d.replicas
         for pool_key, placement in now.items():
             before = self._last_planned.get(pool_key)
             if before is None:
-                before = {k: d.replicas for k, d in live.items() if k[0] == pool_key}
+                before = running.get(pool_key, {})
             changed = sum(abs(placement.get(k, 0) - before.get(k, 0))
                           for k in set(placement) | set(before))
             labels = pool_labels[pool_key]

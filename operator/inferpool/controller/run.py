@@ -40,8 +40,10 @@ def _configure_kopf(registry: kopf.OperatorRegistry, ours: Settings) -> None:
         if ours.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             return kopf.login_via_client(**kwargs)
         cfg = api_client(ours.kubeconfig).configuration
-        token = (cfg.api_key or {}).get("authorization", "")
-        scheme, _, value = token.partition(" ")
+        # The client keeps the bearer token under "BearerToken" (36.0.1+) or "authorization".
+        header = (cfg.get_api_key_with_prefix("BearerToken")
+                  or cfg.get_api_key_with_prefix("authorization") or "")
+        scheme, _, value = header.partition(" ") if " " in header else ("Bearer", "", header)
         return kopf.ConnectionInfo(
             server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
             username=cfg.username or None, password=cfg.password or None,

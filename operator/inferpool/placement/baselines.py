@@ -65,7 +65,7 @@ def _fill(state: State, p: int, single_family: bool) -> None:
     order = sorted(
         info.options,
         key=lambda o: (pr.opt_cost[o] / pr.opt_rps[o] if pr.opt_rps[o] > 0 else math.inf,
-                       pr.opt_key[o]),
+                       o),
     )
     if single_family and order:
         family = pr.opt_family[order[0]]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from inferpool.placement.objective import EPS, shortfall_of, violation_of
 
 NODE_LIMIT = 1500
+RESILIENT_NODE_LIMIT = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +261,14 @@ class _Search:
             self.best_key, self.best = key, counts
 
     def run(self) -> list[int] | None:
-        self._dfs(0, 0.0, 0, 0.0)
+        if self.rules.resilient:
+            self._dfs(0, 0.0, 0, 0.0)
+        else:
+            self._plain_best = (
+                (self.best_key[2], self.best_key[3]) if self.best_key else (math.inf, 0.0)
+            )
+            self._rps = [it.rps for it in self.items]
+            self._dfs_plain(0, 0.0, 0, 0.0, 0)
         if self.best is None:
             return None
         result = [0] * len(self.items)
@@ -283,13 +291,55 @@ class _Search:
             bound = max(bound, need_n * self._cheapest[start])
         return bound
 
+    def _dfs_plain(self, i: int, cap: float, n: int, cost: float, pref: int) -> None:
+        """The search without resilience rules: a leaf as soon as demand is covered, and the
+        key is just (cost, -preference)."""
+        self.nodes += 1
+        rules = self.rules
+        need = rules.required - cap
+        need_n = rules.min_replicas - n
+        if need <= EPS and need_n <= 0:
+            key = (round(cost, 6), -float(pref))
+            if key < self._plain_best:
+                self._plain_best = key
+                self.best = self.counts[:i] + [0] * (len(self.items) - i)
+                self.best_key = (0.0, 0.0, key[0], key[1])
+            return
+        if i == len(self.items):
+            return
+        best_cost = self._plain_best[0]
+        if best_cost < math.inf:
+            if self.nodes > NODE_LIMIT:
+                return
+            # strict: an equal-cost cover may still win on preference
+            if cost + self._lower_bound(i, need, need_n) > best_cost + 1e-7:
+                return
+        item = self.items[i]
+        rps = item.rps
+        useful = math.ceil(need / rps - 1e-9) if rps > 0 and need > EPS else 0
+        least = max(useful, need_n, 0)
+        upper = min(item.avail, rules.max_replicas - n, least)
+        if i == len(self.items) - 1:
+            candidates: range = range(least, least - 1, -1) if least <= upper else range(0)
+        else:
+            candidates = range(max(upper, 0), -1, -1)
+        keep, keep_cost, new_cost, p = item.keep, item.keep_cost, item.cost, item.preference
+        counts = self.counts
+        for x in candidates:
+            counts[i] = x
+            c = keep_cost * x if x <= keep else keep_cost * keep + new_cost * (x - keep)
+            self._dfs_plain(i + 1, cap + x * rps, n + x, cost + c, pref + x * p)
+            if self.nodes > NODE_LIMIT and self.best is not None:
+                break
+        counts[i] = 0
+
     def _dfs(self, i: int, cap: float, n: int, cost: float) -> None:
         self.nodes += 1
         rules = self.rules
         need = rules.required - cap
         need_n = rules.min_replicas - n
         if self.best_key is not None:
-            if self.nodes > NODE_LIMIT:
+            if self.nodes > RESILIENT_NODE_LIMIT:
                 return
             # cost pruning is valid once the incumbent has no violation to improve on
             if self.best_key[1] == 0.0:
@@ -322,6 +372,6 @@ class _Search:
         for x in candidates:
             self.counts[i] = x
             self._dfs(i + 1, cap + x * item.rps, n + x, cost + item_cost(item, x))
-            if self.nodes > NODE_LIMIT and self.best_key is not None:
+            if self.nodes > RESILIENT_NODE_LIMIT and self.best_key is not None:
                 break
         self.counts[i] = 0

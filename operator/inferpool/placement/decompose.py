@@ -24,10 +24,11 @@ from inferpool.placement.linear import INF, LinearModel
 from inferpool.placement.state import State, rules_of
 
 MAX_ROUNDS = 8
+PRICE_TOLERANCE = 0.005
 # Scalarisation of the lexicographic objective inside the master LP (guidance only).
 SHORTFALL_WEIGHT = 50.0  # x the pool's cost scale, per unit of normalised shortfall
 TIER_FACTOR = 100.0  # each higher priority tier weighs this much more
-VIOLATION_WEIGHT = 5.0  # x the pool's cost scale, per unit of normalised violation
+VIOLATION_WEIGHT = 20.0  # x the pool's cost scale, per unit of normalised violation
 
 Shadow = dict[tuple[int, int], float]  # (capacity class, replica size) -> price per replica
 
@@ -150,15 +151,19 @@ def guide(state: State, deadline: float) -> Guidance | None:
         return evaluate(static[p], counts, weighted[p])[2]
 
     seen: set[tuple[int, tuple[int, ...]]] = set()
+    ideal: dict[int, tuple[int, ...]] = {}
+    priced: dict[int, tuple[float, ...]] = {}
     for p in range(len(pr.pools)):
         empty = tuple(0 for _ in state.groups[p])
-        for counts in (empty, tuple(best_cover(static[p], rules_of(pr, p)))):
+        ideal[p] = tuple(best_cover(static[p], rules_of(pr, p)))
+        # the first cover is priced at zero shadow: reprice only once prices move
+        first = (tuple(best_cover(static[p], weighted[p])) if weighted[p].resilient
+                 else ideal[p])  # without resilience rules both rank covers the same way
+        priced[p] = tuple(0.0 for _ in state.groups[p])
+        for counts in (empty, ideal[p], first):
             if (p, counts) not in seen:
                 seen.add((p, counts))
                 master.add(p, counts, scalar(p, list(counts)))
-    ideal = {p: next(c for q, c in master.columns if q == p and sum(c)) for p in
-             range(len(pr.pools)) if any(q == p and sum(c) for q, c in master.columns)}
-    priced: dict[int, tuple[float, ...]] = {}
     rounds = 0
     result = None
     while rounds < MAX_ROUNDS:
@@ -177,8 +182,8 @@ def guide(state: State, deadline: float) -> Guidance | None:
                 break
             prices = tuple(round(shadow.get((g.klass, pr.opt_k[g.options[0]]), 0.0), 6)
                            for g in state.groups[p])
-            if priced.get(p) == prices:
-                continue  # same prices as last round: the same pattern would come back
+            if _close(priced[p], prices, static[p]):
+                continue  # (nearly) the prices it was last priced at: same pattern again
             priced[p] = prices
             items = [_priced(item, extra)
                      for item, extra in zip(static[p], prices, strict=True)]
@@ -198,12 +203,19 @@ def guide(state: State, deadline: float) -> Guidance | None:
         return None
     values, duals = master.solve(max(deadline - time.perf_counter(), 0.05)) or result
     patterns: dict[int, list[tuple[float, tuple[int, ...]]]] = defaultdict(list)
-    for (p, counts), value in zip(master.columns, values, strict=True):
+    # if the last solve ran out of time, `values` predates the newest columns
+    for (p, counts), value in zip(master.columns[: len(values)], values, strict=True):
         if value > 1e-6:
             patterns[p].append((value, counts))
     for p in patterns:
         patterns[p].sort(key=lambda wc: (-wc[0], wc[1]))
     return Guidance(dict(patterns), _shadow(master, duals), rounds, ideal)
+
+
+def _close(old: tuple[float, ...], new: tuple[float, ...], items: list[Item]) -> bool:
+    """Prices within PRICE_TOLERANCE of a replica's cost cannot change the pattern much."""
+    return all(abs(a - b) <= PRICE_TOLERANCE * max(it.cost, 1e-9)
+               for a, b, it in zip(old, new, items, strict=True))
 
 
 def _shadow(master: _Master, duals: list[float]) -> Shadow:

@@ -10,7 +10,7 @@ from inferpool.cluster.snapshot import FAMILIES, Family
 from inferpool.placement.model import Move, PlacementKey, Plan, PoolOutcome
 from inferpool.placement.objective import EPS, pool_terms
 from inferpool.placement.packing import PackState
-from inferpool.placement.problem import PoolInfo, Problem
+from inferpool.placement.problem import Group, PoolInfo, Problem
 
 MAX_REASONS = 8
 
@@ -18,14 +18,15 @@ MAX_REASONS = 8
 def build_plan(
     problem: Problem, counts: Sequence[int], solver: str, seconds: float, optimal: bool
 ) -> Plan:
-    replicas = {
-        problem.opt_key[o]: counts[o] for o in sorted(range(problem.n_options),
-                                                      key=lambda o: problem.opt_key[o])
-        if counts[o] > 0
-    }
-    packs = _packs_after(problem, counts)
+    nonzero = [o for o, x in enumerate(counts) if x > 0]
+    replicas = dict(sorted((problem.key(o), counts[o]) for o in nonzero))
+    rooms = _Rooms(problem, _packs_after(problem, counts))
+    placed_by_pool: dict[int, list[int]] = defaultdict(list)
+    for o in nonzero:
+        placed_by_pool[problem.opt_pool[o]].append(o)
     outcomes = {
-        info.key: _outcome(problem, info, counts, packs) for info in problem.pools
+        info.key: _outcome(problem, info, counts, rooms, placed_by_pool.get(info.index, []))
+        for info in problem.pools
     }
     return Plan(
         replicas=MappingProxyType(replicas),
@@ -42,10 +43,30 @@ def _moves(problem: Problem, counts: Sequence[int]) -> tuple[Move, ...]:
     for o in range(problem.n_options):
         before, after = problem.opt_current[o], counts[o]
         if before != after:
-            changes[problem.opt_key[o]] = (before, after)
+            changes[problem.key(o)] = (before, after)
     for key, before in problem.stale_current.items():
         changes[key] = (before, 0)
     return tuple(Move(key, b, a) for key, (b, a) in sorted(changes.items()))
+
+
+class _Rooms:
+    """Room left after the plan, per (node pools of a group, replica size), memoised: many
+    pools share the same groups."""
+
+    def __init__(self, problem: Problem, packs: list[PackState]) -> None:
+        self.problem = problem
+        self.packs = packs
+        self._memo: dict[tuple[tuple[int, ...], int], int] = {}
+
+    def of_group(self, group: Group) -> int:
+        pr = self.problem
+        node_pools = tuple(pr.opt_node_pool[o] for o in group.options)
+        k = pr.opt_k[group.options[0]]
+        key = (node_pools, k)
+        room = self._memo.get(key)
+        if room is None:
+            room = self._memo[key] = sum(self.packs[i].room(k) for i in node_pools)
+        return room
 
 
 def _packs_after(problem: Problem, counts: Sequence[int]) -> list[PackState]:
@@ -57,23 +78,24 @@ def _packs_after(problem: Problem, counts: Sequence[int]) -> list[PackState]:
 
 
 def _outcome(
-    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState]
+    problem: Problem, info: PoolInfo, counts: Sequence[int], rooms: _Rooms, placed: list[int]
 ) -> PoolOutcome:
-    terms = pool_terms(problem, info.index, counts)
+    terms = pool_terms(problem, info.index, counts, sorted({*placed, *info.current_options}))
     d = info.demand
     shortfall = max(0.0, d.required_rps - terms.capacity)
     families: list[Family] = sorted(
-        {FAMILIES[problem.opt_family[o]] for o in info.options if counts[o] > 0},
-        key=FAMILIES.index,
+        {FAMILIES[problem.opt_family[o]] for o in placed}, key=FAMILIES.index
     )
     short = shortfall > EPS or terms.replicas < info.min_replicas
     return PoolOutcome(
         capacity_rps=round(terms.capacity, 6),
         cost_per_hour=round(terms.cost, 6),
         shortfall_rps=round(shortfall, 6),
-        shortfall_cause=_cause(problem, info, counts, packs, terms.replicas) if short else None,
+        shortfall_cause=(
+            _cause(problem, info, counts, rooms.packs, terms.replicas) if short else None
+        ),
         families=tuple(families),
-        reasons=tuple(_reasons(problem, info, counts, packs, terms.capacity,
+        reasons=tuple(_reasons(problem, info, counts, rooms, placed, terms.capacity,
                                terms.replicas, terms.violation)[:MAX_REASONS]),
     )
 
@@ -124,79 +146,68 @@ def _outranking(problem: Problem, info: PoolInfo, counts: Sequence[int]) -> list
 
 
 def _reasons(
-    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState],
-    capacity: float, replicas: int, violation: float,
+    problem: Problem, info: PoolInfo, counts: Sequence[int], rooms: _Rooms, placed_options:
+    list[int], capacity: float, replicas: int, violation: float,
 ) -> list[str]:
     d = info.demand
     reasons: list[str] = []
     if d.required_rps <= 0 and info.min_replicas == 0:
         reasons.append("no demand and no minimum: 0 replicas")
-    placed: dict[tuple[str, str], int] = defaultdict(int)
-    for o in info.options:
-        if counts[o]:
-            placed[(problem.opt_variant[o].name, problem.node_pools[problem.opt_node_pool[o]]
-                    .pool.name)] += counts[o]
-    per_replica = {problem.opt_key[o][1:]: problem.opt_cost[o] for o in info.options}
-    for (variant, node_pool), n in sorted(placed.items()):
-        reasons.append(f"{n}x {variant} in {node_pool} at ${per_replica[(variant, node_pool)]:.2f}/h")
-    smallest = min((problem.opt_rps[o] for o in info.options if counts[o]), default=0.0)
+    for o in sorted(placed_options, key=problem.key):
+        _, variant, node_pool = problem.key(o)
+        reasons.append(f"{counts[o]}x {variant} in {node_pool} at ${problem.opt_cost[o]:.2f}/h")
+    smallest = min((problem.opt_rps[o] for o in placed_options), default=0.0)
     if info.min_replicas and replicas == info.min_replicas and (
         capacity - smallest >= d.required_rps - EPS
     ):
         reasons.append(f"min replicas {info.min_replicas} is above what demand needs")
-    reasons.extend(_spill_over(problem, info, counts, packs))
-    kept = sum(min(counts[o], problem.opt_current[o]) for o in info.options)
-    if kept and _cheaper_room(problem, info, counts, packs):
+    groups = problem.pool_groups[info.index]
+    placed_set = set(placed_options)
+    used = [g for g in groups if not placed_set.isdisjoint(g.options)]
+    reasons.extend(_spill_over(problem, groups, used, rooms))
+    kept = sum(min(counts[o], problem.opt_current[o]) for o in placed_options)
+    if kept and _cheaper_room(problem, groups, used, rooms):
         reasons.append(
             f"kept {kept} replicas in place: moving saves less than "
             f"{problem.hysteresis:.0%} of their cost"
         )
     if violation > 0:
         reasons.append(_relaxed(problem, info, counts, capacity))
-    for o in info.options:
+    for o in placed_options:
         pool = problem.node_pools[problem.opt_node_pool[o]].pool
-        if counts[o] and not pool.price_known:
+        if not pool.price_known:
             reasons.append(f"price unknown for {pool.name}: fallback price used")
     reasons.extend(info.unmatched)
     return list(dict.fromkeys(reasons))
 
 
-def _efficiency(problem: Problem, o: int) -> float:
+def _efficiency(problem: Problem, group: Group) -> float:
+    o = group.options[0]
     r = problem.opt_rps[o]
     return problem.opt_cost[o] / r if r > 0 else float("inf")
 
 
-def _spill_over(
-    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState]
-) -> list[str]:
-    used = [o for o in info.options if counts[o]]
+def _spill_over(problem: Problem, groups: list[Group], used: list[Group], rooms: _Rooms
+                ) -> list[str]:
     if not used:
         return []
-    worst = max(used, key=lambda o: (_efficiency(problem, o), problem.opt_key[o]))
-    full = sorted(
-        problem.node_pools[problem.opt_node_pool[o]].pool.name
-        for o in info.options
-        if _efficiency(problem, o) < _efficiency(problem, worst) - EPS
-        and packs[problem.opt_node_pool[o]].room(problem.opt_k[o]) == 0
-    )
+    worst = max(used, key=lambda g: (_efficiency(problem, g), g.options))
+    limit = _efficiency(problem, worst) - EPS
+    full = [g for g in groups if _efficiency(problem, g) < limit and rooms.of_group(g) == 0]
     if not full:
         return []
-    target = problem.node_pools[problem.opt_node_pool[worst]].pool.name
-    return [f"spilled over to {target}: cheaper {', '.join(dict.fromkeys(full[:2]))} full"]
+    name = problem.node_pools[problem.opt_node_pool[worst.options[0]]].pool.name
+    cheaper = sorted({problem.node_pools[problem.opt_node_pool[g.options[0]]].pool.name
+                      for g in full})
+    return [f"spilled over to {name}: cheaper {', '.join(cheaper[:2])} full"]
 
 
-def _cheaper_room(
-    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState]
-) -> bool:
-    used = [o for o in info.options if counts[o]]
+def _cheaper_room(problem: Problem, groups: list[Group], used: list[Group], rooms: _Rooms
+                  ) -> bool:
     if not used:
         return False
-    worst = max(_efficiency(problem, o) for o in used)
-    return any(
-        _efficiency(problem, o) < worst - EPS
-        and packs[problem.opt_node_pool[o]].room(problem.opt_k[o]) > 0
-        for o in info.options
-    )
+    worst = max(_efficiency(problem, g) for g in used)
+    return any(_efficiency(problem, g) < worst - EPS and rooms.of_group(g) > 0 for g in groups)
 
 
 def _relaxed(problem: Problem, info: PoolInfo, counts: Sequence[int], capacity: float) -> str:

@@ -23,16 +23,17 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from inferpool.placement.cover import best_cover
-from inferpool.placement.decompose import Guidance, Shadow, guide
+from inferpool.placement.decompose import Guidance, guide
 from inferpool.placement.linear import INF, LinearModel
 from inferpool.placement.objective import EPS, pool_terms
 from inferpool.placement.problem import Problem
 from inferpool.placement.state import State
 
 MAX_PASSES = 4
+MAX_EJECT_CANDIDATES = 12  # holders tried per (pool, capacity class) in a repair
 GUIDE_SHARE = 0.6  # of the budget for the decomposition; the rest for rounding and repair
 # above this share of pools needing repair, a re-plan optimises globally instead of locally
-INCREMENTAL_LIMIT = 0.1
+INCREMENTAL_LIMIT = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,51 +46,63 @@ class FastResult:
 
 def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastResult:
     state = State(problem)
-    dirty = _start_from_current(state)
+    touched, unhappy = _start_from_current(state)
+    dirty = touched | unhappy
     has_current = any(problem.opt_current) or bool(problem.stale_current)
     incremental = has_current and not full and len(dirty) <= INCREMENTAL_LIMIT * max(
         1, len(problem.pools)
     )
-    shadow: Shadow | None = None
-    if not incremental:
-        began = time.perf_counter()
-        guidance = guide(state, began + GUIDE_SHARE * (deadline - began))
-        dirty = set(range(len(problem.pools)))
-        if guidance is not None:
-            shadow = guidance.shadow
-            _round(state, guidance)
-            # a pool that got what it would choose alone cannot do better: skip it
-            dirty = {p for p in dirty if state.group_counts(p) != guidance.ideal.get(p)}
-    passes = _improve(state, dirty, deadline, all_pools=not incremental)
-    if _repair_shortfall(state, deadline):
+    if incremental:
+        passes = _improve(state, dirty, deadline, all_pools=False)
+        if _repair(state, deadline, only=touched):
+            passes += _improve(state, dirty, deadline, all_pools=False)
+        return FastResult(list(state.counts), "incremental", passes, lp_used=False)
+
+    began = time.perf_counter()
+    guidance = guide(state, began + GUIDE_SHARE * (deadline - began))
+    dirty = set(range(len(problem.pools)))
+    skip: set[int] = set()
+    if guidance is not None:
+        _round(state, guidance)
+        # a pool that got what it would choose alone cannot do better, and one that got the
+        # master's whole pattern is where the LP's global optimum puts it: leave both alone
+        settled = {p: {guidance.ideal.get(p)} | {c for w, c in guidance.patterns.get(p, ())
+                                                  if w > 1 - 1e-6} for p in dirty}
+        skip = {p for p in dirty if state.group_counts(p) in settled[p]}
+        dirty -= skip
+    passes = _improve(state, dirty, deadline, all_pools=True, skip=skip)
+    if _repair(state, deadline):
         passes += _improve(state, set(range(len(problem.pools))), deadline, all_pools=False)
-    return FastResult(
-        counts=list(state.counts),
-        mode="incremental" if incremental else "global",
-        passes=passes,
-        lp_used=shadow is not None,
-    )
+    return FastResult(list(state.counts), "global", passes, lp_used=guidance is not None)
 
 
-def _start_from_current(state: State) -> set[int]:
-    """Place current replicas that still fit; return the pools that need another look."""
+def _start_from_current(state: State) -> tuple[set[int], set[int]]:
+    """Place current replicas that still fit. Returns the pools the change touched (replicas
+    that no longer fit or no longer exist) and the pools that are short, outside their
+    resilience limits or over-provisioned as they stand."""
     pr = state.problem
-    dirty: set[int] = set()
-    for key in pr.stale_current:
-        for info in pr.pools:
-            if info.key == key[0]:
-                dirty.add(info.index)
+    touched: set[int] = set()
+    stale_pools = {key[0] for key in pr.stale_current}
+    for info in pr.pools:
+        if info.key in stale_pools:
+            touched.add(info.index)
     for tier in pr.priority_tiers():
         for p in tier:
             for o in pr.pools[p].options:
                 cur = pr.opt_current[o]
                 if cur and state.add(o, cur) < cur:
-                    dirty.add(p)
+                    touched.add(p)
+    unhappy: set[int] = set()
     for info in pr.pools:
-        terms = pool_terms(pr, info.index, state.counts)
-        if terms.shortfall > 0 or terms.violation > 0 or terms.replicas > info.max_replicas or _over_provisioned(state, info.index, terms.capacity, terms.replicas):
-            dirty.add(info.index)
-    return dirty
+        terms = pool_terms(pr, info.index, state.counts, info.current_options)
+        if (
+            terms.shortfall > 0
+            or terms.violation > 0
+            or terms.replicas > info.max_replicas
+            or _over_provisioned(state, info.index, terms.capacity, terms.replicas)
+        ):
+            unhappy.add(info.index)
+    return touched, unhappy
 
 
 def _over_provisioned(state: State, p: int, capacity: float, replicas: int) -> bool:
@@ -103,7 +116,11 @@ def _over_provisioned(state: State, p: int, capacity: float, replicas: int) -> b
 
 
 def _improve(
-    state: State, dirty: set[int], deadline: float, all_pools: bool, shadow: Shadow | None = None
+    state: State,
+    dirty: set[int],
+    deadline: float,
+    all_pools: bool,
+    skip: set[int] | frozenset[int] = frozenset(),
 ) -> int:
     pr = state.problem
     order = [p for tier in pr.priority_tiers() for p in sorted(tier, key=lambda q: pr.pools[q].key)]
@@ -118,7 +135,7 @@ def _improve(
                 continue
             if time.perf_counter() > deadline:
                 return passes
-            if reoptimize(state, p, shadow):
+            if reoptimize(state, p):
                 changed_pools.add(p)
                 touched_classes.update(g.klass for g in state.groups[p])
         if not changed_pools or not all_pools:
@@ -126,62 +143,67 @@ def _improve(
         # next pass: pools that share capacity with a pool that changed
         todo = {
             p for p in order
-            if p not in changed_pools and any(g.klass in touched_classes for g in state.groups[p])
+            if p not in changed_pools and p not in skip
+            and any(g.klass in touched_classes for g in state.groups[p])
         }
     return passes
 
 
-def reoptimize(state: State, p: int, shadow: Shadow | None = None) -> bool:
-    """Re-solve pool p against what is free; keep the result only if it is better."""
-    pr = state.problem
-    before = _key(state, p, shadow)
+def reoptimize(state: State, p: int) -> bool:
+    """Re-solve pool p against what is free; keep the result only if it is better. Other
+    pools are untouched, so better for p is better for the plan."""
+    before = _key(state, p)
     old = state.clear_pool(p)
-    items, rules = state.items(p, shadow)
+    items, rules = state.items(p)
     state.place_groups(p, best_cover(items, rules))
-    if _key(state, p, shadow) < before:
+    if _key(state, p) < before:
         return True
     state.restore(p, old)
     return False
 
 
-def _key(state: State, p: int, shadow: Shadow | None) -> tuple[float, float, float, float]:
+def _key(state: State, p: int) -> tuple[float, float, float, float]:
     t = pool_terms(state.problem, p, state.counts)
-    extra = 0.0
-    if shadow:
-        pr = state.problem
-        for o in pr.pools[p].options:
-            if state.counts[o]:
-                klass = state.classes[pr.opt_node_pool[o]]
-                extra += state.counts[o] * shadow.get((klass, pr.opt_k[o]), 0.0)
-    return (round(t.shortfall, 9), round(t.violation, 9), round(t.adjusted_cost + extra, 6),
+    return (round(t.shortfall, 9), round(t.violation, 9), round(t.adjusted_cost, 6),
             -float(t.preference))
 
 
-def _repair_shortfall(state: State, deadline: float) -> bool:
-    """Ejection for pools still short: a pool holding a contended capacity class re-covers
-    itself without that class, so the short pool can take it. Accepted only if the pair's
-    objective improves (coverage by priority first, then resilience, then cost)."""
+def _repair(state: State, deadline: float, only: set[int] | None = None) -> bool:
+    """Ejection for pools still short or outside their resilience limits: a pool holding a
+    capacity class they could use re-covers itself without that class, and the first pool
+    re-solves. Accepted only if the pair's objective improves (coverage by priority first,
+    then resilience, then cost), so nothing is ever made worse."""
     pr = state.problem
     changed = False
-    short = [
+
+    def unhappy(p: int) -> bool:
+        t = pool_terms(pr, p, state.counts)
+        return t.shortfall > 0 or t.violation > 0
+
+    targets = [
         p for tier in pr.priority_tiers() for p in sorted(tier, key=lambda q: pr.pools[q].key)
-        if pool_terms(pr, p, state.counts).shortfall > 0
+        if (only is None or p in only) and unhappy(p)
     ]
-    for p in short:
+    holders_of: dict[int, set[int]] = defaultdict(set)
+    for o in range(pr.n_options):
+        if state.counts[o]:
+            holders_of[state.classes[pr.opt_node_pool[o]]].add(pr.opt_pool[o])
+    for p in targets:
         for klass in sorted({g.klass for g in state.groups[p]}):
-            if pool_terms(pr, p, state.counts).shortfall == 0:
+            if not unhappy(p):
                 break
             holders = sorted(
-                {pr.opt_pool[o] for o in range(pr.n_options)
-                 if state.counts[o] and state.classes[pr.opt_node_pool[o]] == klass} - {p},
+                holders_of[klass] - {p},
                 key=lambda q: (pr.pools[q].demand.priority, pr.pools[q].key),
             )
-            for q in holders:
+            for q in holders[:MAX_EJECT_CANDIDATES]:
                 if time.perf_counter() > deadline:
                     return changed
                 if _eject(state, p, q, klass):
                     changed = True
-                    if pool_terms(pr, p, state.counts).shortfall == 0:
+                    for g in state.groups[p] + state.groups[q]:
+                        holders_of[g.klass].update((p, q))
+                    if not unhappy(p):
                         break
     return changed
 

@@ -206,11 +206,8 @@ class MilpModel:
             h.changeColsCost(len(costs), list(range(len(costs))), costs)
             if incumbent is not None:
                 self._warm_start(h, incumbent)
-            t0 = time.perf_counter()
             h.run()
             status = h.getModelStatus()
-            import sys
-            print("stage", stage.name, round(time.perf_counter() - t0, 3), h.modelStatusToString(status), h.getInfo().objective_function_value, h.getInfo().mip_gap, file=sys.stderr)
             if h.getInfo().primal_solution_status != 2:  # no feasible solution at all
                 optimal = False
                 break

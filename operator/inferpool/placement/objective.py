@@ -33,7 +33,11 @@ class PoolTerms:
     removed: int  # replicas taken from their current place
 
 
-def pool_terms(problem: Problem, pool: int, counts: Sequence[int]) -> PoolTerms:
+def pool_terms(
+    problem: Problem, pool: int, counts: Sequence[int], only: Iterable[int] | None = None
+) -> PoolTerms:
+    """The pool's share of the objective. `only` may narrow the options looked at to a set
+    that contains every option with replicas now or before (a shortcut for large problems)."""
     info = problem.pools[pool]
     d = info.demand
     h = problem.hysteresis
@@ -46,7 +50,7 @@ def pool_terms(problem: Problem, pool: int, counts: Sequence[int]) -> PoolTerms:
     by_family = [0.0, 0.0, 0.0]
     replicas_by_family = [0, 0, 0]
     by_node_pool: dict[int, float] = {}
-    for o in info.options:
+    for o in info.options if only is None else only:
         x = counts[o]
         cur = problem.opt_current[o]
         if cur > x:

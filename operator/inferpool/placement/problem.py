@@ -7,8 +7,7 @@ compiles to the same problem whatever order it came in.
 
 from __future__ import annotations
 
-import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +50,7 @@ class PoolInfo:
     max_replicas: int
     scale: float  # rps that normalises shortfall and share violations
     options: list[int] = field(default_factory=list)
+    current_options: list[int] = field(default_factory=list)  # options with current replicas
     unmatched: list[str] = field(default_factory=list)  # variants with no node pool, and why
 
     @property
@@ -71,7 +71,6 @@ class Problem:
     options_in: PlacementOptions
     pools: list[PoolInfo]
     node_pools: list[NodePoolCapacity]
-    opt_key: list[PlacementKey] = field(default_factory=list)
     opt_pool: list[int] = field(default_factory=list)
     opt_node_pool: list[int] = field(default_factory=list)
     opt_variant: list[VariantDemand] = field(default_factory=list)
@@ -82,10 +81,32 @@ class Problem:
     opt_current: list[int] = field(default_factory=list)
     # current replicas whose key no longer exists (variant gone, excluded, pool gone)
     stale_current: dict[PlacementKey, int] = field(default_factory=dict)
+    np_class: list[int] = field(default_factory=list)  # capacity class of each node pool
+    pool_groups: list[list[Group]] = field(default_factory=list)
+    # (pool index, variant name) -> (first option, node pool name -> offset)
+    variant_options: dict[tuple[int, str], tuple[int, Mapping[str, int]]] = field(
+        default_factory=dict
+    )
 
     @property
     def n_options(self) -> int:
-        return len(self.opt_key)
+        return len(self.opt_pool)
+
+    def key(self, o: int) -> PlacementKey:
+        """(pool key, variant, node pool) of option o; built on demand, most are never asked."""
+        return (
+            self.pools[self.opt_pool[o]].key,
+            self.opt_variant[o].name,
+            self.node_pools[self.opt_node_pool[o]].pool.name,
+        )
+
+    def option_of(self, key: PlacementKey, pool_index: Mapping[str, int]) -> int | None:
+        p = pool_index.get(key[0])
+        found = self.variant_options.get((p, key[1])) if p is not None else None
+        if found is None:
+            return None
+        offset = found[1].get(key[2])
+        return None if offset is None else found[0] + offset
 
     @property
     def hysteresis(self) -> float:
@@ -98,8 +119,6 @@ class Problem:
             tiers[p.demand.priority].append(p.index)
         return [tiers[k] for k in sorted(tiers, reverse=True)]
 
-    def current_counts(self) -> list[int]:
-        return list(self.opt_current)
 
 
 def replica_accelerators(variant: VariantDemand) -> int:
@@ -110,6 +129,25 @@ def replica_accelerators(variant: VariantDemand) -> int:
         if chips is not None:
             k = max(k, chips)
     return k
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Options of one pool that are interchangeable for its objective: same variant, same
+    capacity class (hence same cost per replica), different node pools."""
+
+    options: tuple[int, ...]
+    klass: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    """Node pools one variant shape fits, computed once per shape, not per pool."""
+
+    node_pools: tuple[int, ...]
+    offsets: Mapping[str, int]  # node pool name -> position
+    prices: tuple[float, ...]
+    by_class: tuple[tuple[int, tuple[int, ...]], ...]  # (class, offsets into node_pools)
 
 
 def compile_problem(
@@ -125,56 +163,110 @@ def compile_problem(
     if len({p.key for p in pools}) != len(pools):
         raise ValueError("InferencePool keys must be unique")
     problem = Problem(snapshot=snapshot, options_in=options, pools=pools, node_pools=node_pools)
+    problem.np_class = capacity_classes(node_pools)
 
-    max_alloc = {
-        np.pool.name: max((n.allocatable for n in snapshot.nodes_of(np.pool.name)), default=0)
-        for np in node_pools
-    }
+    max_alloc = [
+        max((n.allocatable for n in snapshot.nodes_of(npc.pool.name)), default=0)
+        for npc in node_pools
+    ]
     by_family: dict[str, list[NodePoolCapacity]] = defaultdict(list)
-    for np in node_pools:
-        by_family[np.pool.family].append(np)
+    for npc in node_pools:
+        by_family[npc.pool.family].append(npc)
+    matches: dict[tuple[str, str | None, str | None, int], _Match] = {}
 
-    cur = dict(current or {})
+    def match(variant: VariantDemand, k: int) -> _Match:
+        shape = (variant.family, variant.product, variant.topology, k)
+        found = matches.get(shape)
+        if found is None:
+            fits = [
+                npc for npc in by_family.get(variant.family, ())
+                if (not variant.product or variant.product == npc.pool.product)
+                and (not variant.topology or variant.topology == npc.pool.topology)
+                and max_alloc[npc.index] >= k
+            ]
+            classes: dict[int, list[int]] = defaultdict(list)
+            for offset, npc in enumerate(fits):
+                classes[problem.np_class[npc.index]].append(offset)
+            found = matches[shape] = _Match(
+                node_pools=tuple(npc.index for npc in fits),
+                offsets={npc.pool.name: i for i, npc in enumerate(fits)},
+                prices=tuple(npc.pool.price_per_accelerator_hour for npc in fits),
+                by_class=tuple((c, tuple(offs)) for c, offs in sorted(classes.items())),
+            )
+        return found
+
     sizes: dict[int, set[int]] = defaultdict(set)
     for info in pools:
+        groups: list[tuple[str, int, Group]] = []
         for variant in sorted(info.demand.variants, key=lambda v: v.name):
             if (info.key, variant.name) in options.excluded_variants:
                 info.unmatched.append(f"variant {variant.name} excluded (degraded)")
                 continue
             k = replica_accelerators(variant)
-            matched = False
-            for np in by_family.get(variant.family, ()):
-                pool = np.pool
-                if variant.product and variant.product != pool.product:
-                    continue
-                if variant.topology and variant.topology != pool.topology:
-                    continue
-                if max_alloc[pool.name] < k:
-                    continue
-                matched = True
-                key = (info.key, variant.name, pool.name)
-                cost = (
-                    variant.cost_per_hour
-                    if variant.cost_per_hour is not None
-                    else k * pool.price_per_accelerator_hour
-                )
-                info.options.append(problem.n_options)
-                problem.opt_key.append(key)
-                problem.opt_pool.append(info.index)
-                problem.opt_node_pool.append(np.index)
-                problem.opt_variant.append(variant)
-                problem.opt_k.append(k)
-                problem.opt_rps.append(max(0.0, variant.capacity_rps))
-                problem.opt_cost.append(max(0.0, cost))
-                problem.opt_family.append(FAMILY_INDEX[variant.family])
-                problem.opt_current.append(max(0, int(cur.pop(key, 0))))
-                sizes[np.index].add(k)
-            if not matched:
+            found = match(variant, k)
+            m = len(found.node_pools)
+            if m == 0:
                 info.unmatched.append(_why_unmatched(variant, k))
-    for np in node_pools:
-        np.sizes = tuple(sorted(sizes.get(np.index, ())))
-    problem.stale_current = {k: v for k, v in sorted(cur.items()) if v > 0}
+                continue
+            start = problem.n_options
+            info.options.extend(range(start, start + m))
+            problem.variant_options[(info.index, variant.name)] = (start, found.offsets)
+            problem.opt_pool.extend([info.index] * m)
+            problem.opt_node_pool.extend(found.node_pools)
+            problem.opt_variant.extend([variant] * m)
+            problem.opt_k.extend([k] * m)
+            problem.opt_rps.extend([max(0.0, variant.capacity_rps)] * m)
+            if variant.cost_per_hour is not None:
+                problem.opt_cost.extend([max(0.0, variant.cost_per_hour)] * m)
+            else:
+                problem.opt_cost.extend(k * price for price in found.prices)
+            problem.opt_family.extend([FAMILY_INDEX[variant.family]] * m)
+            for i in found.node_pools:
+                sizes[i].add(k)
+            split = info.demand.max_node_pool_share < 1.0
+            for klass, offsets in found.by_class:
+                if split:  # node pool shares count per node pool: one group each
+                    groups.extend((variant.name, klass, Group((start + off,), klass))
+                                  for off in offsets)
+                else:
+                    groups.append((variant.name, klass,
+                                   Group(tuple(start + off for off in offsets), klass)))
+        problem.pool_groups.append([g for _, _, g in groups])
+    problem.opt_current = [0] * problem.n_options
+    if current:
+        by_key = {info.key: info.index for info in pools}
+        stale = {}
+        for key, count in current.items():
+            if count <= 0:
+                continue
+            o = problem.option_of(key, by_key)
+            if o is None:
+                stale[key] = int(count)
+            else:
+                problem.opt_current[o] = int(count)
+                pools[problem.opt_pool[o]].current_options.append(o)
+        problem.stale_current = dict(sorted(stale.items()))
+        for info in pools:
+            info.current_options.sort()
+    for npc in node_pools:
+        npc.sizes = tuple(sorted(sizes.get(npc.index, ())))
     return problem
+
+
+def capacity_classes(node_pools: Sequence[NodePoolCapacity]) -> list[int]:
+    """Node pools that are interchangeable for every variant: same family, product, topology
+    and price, and no per-pool accelerator limit (a limited pool is a class of its own)."""
+    index: dict[tuple[object, ...], int] = {}
+    result = []
+    for npc in node_pools:
+        pool = npc.pool
+        key: tuple[object, ...] = (
+            pool.family, pool.product, pool.topology, pool.price_per_accelerator_hour
+        )
+        if npc.limit is not None:
+            key = ("limited", npc.index)
+        result.append(index.setdefault(key, len(index)))
+    return result
 
 
 def _node_pools(snapshot: ClusterSnapshot, options: PlacementOptions) -> list[NodePoolCapacity]:
@@ -210,11 +302,3 @@ def _why_unmatched(variant: VariantDemand, k: int) -> str:
     what = "/".join(x for x in (variant.family, variant.product, variant.topology) if x)
     return f"variant {variant.name}: no node pool of {what} with {k} accelerators on one node"
 
-
-def fragmentation(np: NodePoolCapacity) -> Counter[int]:
-    """How many healthy nodes have each free count (for explanations)."""
-    return Counter(np.free)
-
-
-def ceil_div(a: float, b: float) -> int:
-    return math.ceil(a / b - 1e-9) if b > 0 else 0

@@ -6,22 +6,11 @@ over-commit a node.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from inferpool.placement.cover import Item, Rules
 from inferpool.placement.packing import PackState
-from inferpool.placement.problem import Problem
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    """Options of one pool that are interchangeable for its objective: same variant, same
-    capacity class (hence same cost), different node pools."""
-
-    options: tuple[int, ...]
-    klass: int
+from inferpool.placement.problem import Group, Problem
 
 
 class State:
@@ -29,8 +18,8 @@ class State:
         self.problem = problem
         self.packs = [PackState(np) for np in problem.node_pools]
         self.counts = [0] * problem.n_options
-        self.classes = capacity_classes(problem)
-        self.groups = [self._groups(p) for p in range(len(problem.pools))]
+        self.classes = problem.np_class
+        self.groups = problem.pool_groups
         self._largest_node = [max(np.free, default=0) for np in problem.node_pools]
 
     # --- capacity -----------------------------------------------------------------------------
@@ -66,14 +55,9 @@ class State:
 
     # --- the pool's view ----------------------------------------------------------------------
 
-    def items(
-        self,
-        p: int,
-        shadow: Mapping[tuple[int, int], float] | None = None,
-        banned_class: int | None = None,
-    ) -> tuple[list[Item], Rules]:
-        """What pool p could have now (its own replicas must be released first); `shadow`
-        adds a price per replica of each (capacity class, size)."""
+    def items(self, p: int, banned_class: int | None = None) -> tuple[list[Item], Rules]:
+        """What pool p could have now (release its own replicas first); `banned_class` hides
+        one capacity class (used when a pool is asked to make room)."""
         pr = self.problem
         h = pr.hysteresis
         items = []
@@ -86,11 +70,10 @@ class State:
                 keep += min(pr.opt_current[o], r)
             o0 = group.options[0]
             c = pr.opt_cost[o0]
-            extra = shadow.get((group.klass, pr.opt_k[o0]), 0.0) if shadow else 0.0
             items.append(
                 Item(
-                    cost=c + extra,
-                    keep_cost=c * (1.0 - h) + extra,
+                    cost=c,
+                    keep_cost=c * (1.0 - h),
                     keep=keep,
                     avail=avail,
                     rps=pr.opt_rps[o0],
@@ -139,19 +122,6 @@ class State:
             left -= self.add(o, left)
         return want - left
 
-    def _groups(self, p: int) -> list[Group]:
-        pr = self.problem
-        split = pr.pools[p].demand.max_node_pool_share < 1.0
-        grouped: dict[tuple[str, int, int], list[int]] = defaultdict(list)
-        for o in pr.pools[p].options:
-            klass = self.classes[pr.opt_node_pool[o]]
-            key = (pr.opt_variant[o].name, klass, pr.opt_node_pool[o] if split else -1)
-            grouped[key].append(o)
-        return [
-            Group(tuple(sorted(opts, key=lambda o: pr.opt_node_pool[o])), key[1])
-            for key, opts in sorted(grouped.items())
-        ]
-
 
 def rules_of(problem: Problem, p: int) -> Rules:
     info = problem.pools[p]
@@ -165,19 +135,3 @@ def rules_of(problem: Problem, p: int) -> Rules:
         min_families=d.min_families,
         scale=info.scale,
     )
-
-
-def capacity_classes(problem: Problem) -> list[int]:
-    """Node pools that are interchangeable for every variant: same family, product, topology
-    and price, and no per-pool accelerator limit (a limited pool is a class of its own)."""
-    index: dict[tuple[object, ...], int] = {}
-    result = []
-    for np in problem.node_pools:
-        pool = np.pool
-        key: tuple[object, ...] = (
-            pool.family, pool.product, pool.topology, pool.price_per_accelerator_hour
-        )
-        if np.limit is not None:
-            key = ("limited", np.index)
-        result.append(index.setdefault(key, len(index)))
-    return result
