@@ -17,14 +17,34 @@ pools compete for them.
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from inferpool.cluster import ClusterSnapshot, Family, Node, NodePool
 from inferpool.placement import (
+    PlacementOptions,
+    Plan,
     PoolDemand,
     VariantDemand,
+    baselines,
+    place,
 )
+from inferpool.placement.linear import LinearModel
+from inferpool.placement.milp import cost_stage_model, solve_milp
+from inferpool.placement.objective import score
+from inferpool.placement.problem import compile_problem
 
 # --- instance generator ------------------------------------------------------------------------
 
@@ -226,3 +246,272 @@ def _demands(
             )
         )
     return tuple(demands)
+
+
+# --- measurements --------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def timed(fn: Callable[[], Plan], repeats: int) -> tuple[Plan, list[float]]:
+    times = []
+    plan = None
+    for _ in range(repeats):
+        began = time.perf_counter()
+        plan = fn()
+        times.append(time.perf_counter() - began)
+    assert plan is not None
+    return plan, times
+
+
+def plan_figures(plan: Plan) -> dict[str, Any]:
+    return {
+        "cost_per_hour": round(plan.cost_per_hour, 2),
+        "shortfall_rps": round(plan.shortfall_rps, 1),
+        "pools_short": sum(1 for o in plan.outcomes.values() if o.shortfall_rps > 0),
+        "replicas": sum(plan.replicas.values()),
+    }
+
+
+def node_to_lose(instance: Instance, plan: Plan) -> str:
+    """A node in the node pool that holds most of the plan's replicas: a loss that matters."""
+    busiest = Counter(k[2] for k, n in plan.replicas.items() for _ in range(n)).most_common(1)
+    pool = busiest[0][0] if busiest else instance.snapshot.pools[0].name
+    nodes = sorted(instance.snapshot.nodes_of(pool), key=lambda n: (-n.free, n.name))
+    return nodes[0].name
+
+
+def measure_instance(instance: Instance, repeats: int) -> dict[str, Any]:
+    options = PlacementOptions()
+    place(instance.snapshot, instance.demands, options=options)  # warm caches and imports
+    plan, times = timed(lambda: place(instance.snapshot, instance.demands, options=options),
+                        repeats)
+    lost = node_to_lose(instance, plan)
+    after = instance.snapshot.without_node(lost)
+    replan, replan_times = timed(
+        lambda: place(after, instance.demands, current=plan.replicas, options=options), repeats
+    )
+    tracemalloc.start()
+    place(instance.snapshot, instance.demands, options=options)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "size": instance.size,
+        "solver": plan.solver,
+        "plan_seconds": {"p50": round(percentile(times, 0.5), 3),
+                         "p99": round(percentile(times, 0.99), 3), "runs": len(times)},
+        "replan_after_node_loss_seconds": {"p50": round(percentile(replan_times, 0.5), 3),
+                                           "p99": round(percentile(replan_times, 0.99), 3),
+                                           "runs": len(replan_times)},
+        "replan": {"solver": replan.solver, "moves": len(replan.moves),
+                   "lost_node": lost, **plan_figures(replan)},
+        "plan": plan_figures(plan),
+        "peak_traced_memory_mib": round(peak / 2**20, 1),
+    }
+
+
+def compare(instance: Instance, milp_seconds: float) -> dict[str, Any]:
+    """Engine vs exact MILP vs greedy spill-over vs static single family, on one instance."""
+    options = PlacementOptions()
+    problem = compile_problem(instance.snapshot, instance.demands, None, options)
+    engine, engine_times = timed(lambda: place(instance.snapshot, instance.demands,
+                                               options=options), 3)
+    counts = [0] * problem.n_options
+    index = {info.key: info.index for info in problem.pools}
+    for key, n in engine.replicas.items():
+        o = problem.option_of(key, index)
+        assert o is not None
+        counts[o] = n
+    began = time.perf_counter()
+    exact = solve_milp(problem, time.perf_counter() + milp_seconds, start=counts)
+    milp_time = time.perf_counter() - began
+    greedy, greedy_times = timed(lambda: baselines.greedy_spillover(instance.snapshot,
+                                                                   instance.demands), 3)
+    static, static_times = timed(lambda: baselines.static_single_family(instance.snapshot,
+                                                                        instance.demands), 3)
+    engine_score, milp_score = score(problem, counts), score(problem, exact.counts)
+    milp_cost = _cost(problem, exact.counts)
+    same_levels = engine_score[:-2] == milp_score[:-2]
+    return {
+        "size": instance.size,
+        "engine": {**plan_figures(engine), "seconds": round(statistics.median(engine_times), 3),
+                   "solver": engine.solver, "objective_levels": engine_score[:-2]},
+        "milp": {"cost_per_hour": round(milp_cost, 2), "seconds": round(milp_time, 2),
+                 "proved_optimal": exact.optimal,
+                 "cost_lower_bound": (round(exact.cost_bound, 2)
+                                      if exact.cost_bound is not None else None),
+                 "objective_levels": milp_score[:-2]},
+        "engine_vs_milp_cost_percent": round(
+            100 * (engine.cost_per_hour - milp_cost) / max(milp_cost, 1e-9), 3
+        ),
+        "same_coverage_and_resilience": same_levels,
+        "greedy_spillover": {**plan_figures(greedy),
+                             "seconds": round(statistics.median(greedy_times), 3)},
+        "static_single_family": {**plan_figures(static),
+                                 "seconds": round(statistics.median(static_times), 3)},
+    }
+
+
+def _cost(problem: Any, counts: list[int]) -> float:
+    return float(sum(problem.opt_cost[o] * x for o, x in enumerate(counts)))
+
+
+# --- MILP library measurement ----------------------------------------------------------------------
+
+
+def measure_milp_libraries(instance: Instance, seconds: float) -> dict[str, Any]:
+    """Solve the same single-objective MILP (the cost stage, coverage held) with each library."""
+    options = PlacementOptions()
+    problem = compile_problem(instance.snapshot, instance.demands, None, options)
+    engine = place(instance.snapshot, instance.demands, options=options)
+    index = {info.key: info.index for info in problem.pools}
+    start = [0] * problem.n_options
+    for key, n in engine.replicas.items():
+        o = problem.option_of(key, index)
+        assert o is not None
+        start[o] = n
+    model, objective = cost_stage_model(problem, start)
+    result: dict[str, Any] = {"columns": model.num_cols, "rows": model.num_rows,
+                              "integer_columns": sum(model.integer), "time_limit_s": seconds}
+    for name, run in (("highspy", _run_highs), ("scipy.optimize.milp", _run_scipy),
+                      ("ortools-scip", _run_ortools("SCIP")),
+                      ("ortools-cp-sat", _run_ortools("CP_SAT"))):
+        log(f"  MILP library {name} ...")
+        try:
+            result[name] = run(model, objective, seconds)
+        except Exception as error:  # a missing or failing library is a finding, not a crash
+            result[name] = {"error": f"{type(error).__name__}: {error}"}
+    return result
+
+
+def _run_highs(model: LinearModel, objective: list[float], seconds: float) -> dict[str, Any]:
+    h = model.to_highs(objective)
+    h.setOptionValue("time_limit", seconds)
+    h.setOptionValue("mip_rel_gap", 1e-4)
+    began = time.perf_counter()
+    h.run()
+    info = h.getInfo()
+    return {"seconds": round(time.perf_counter() - began, 2),
+            "status": h.modelStatusToString(h.getModelStatus()),
+            "objective": round(info.objective_function_value, 3),
+            "gap": round(info.mip_gap, 6)}
+
+
+def _run_scipy(model: LinearModel, objective: list[float], seconds: float) -> dict[str, Any]:
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csr_array
+
+    start, index, value = model.dense_rows()
+    matrix = csr_array((value, index, start), shape=(model.num_rows, model.num_cols))
+    began = time.perf_counter()
+    res = milp(
+        c=np.asarray(objective),
+        constraints=LinearConstraint(matrix, np.asarray(model.row_lower),
+                                     np.asarray(model.row_upper)),
+        integrality=np.asarray(model.integer, dtype=int),
+        bounds=Bounds(np.asarray(model.lower), np.asarray(model.upper)),
+        options={"time_limit": seconds, "mip_rel_gap": 1e-4},
+    )
+    return {"seconds": round(time.perf_counter() - began, 2), "status": res.message,
+            "objective": round(float(res.fun), 3) if res.fun is not None else None,
+            "gap": getattr(res, "mip_gap", None)}
+
+
+def _run_ortools(backend: str) -> Callable[[LinearModel, list[float], float], dict[str, Any]]:
+    def run(model: LinearModel, objective: list[float], seconds: float) -> dict[str, Any]:
+        from ortools.linear_solver import pywraplp
+
+        solver = pywraplp.Solver.CreateSolver(backend)
+        if solver is None:
+            return {"error": f"{backend} not available"}
+        inf = solver.infinity()
+        xs = [
+            (solver.IntVar if integer else solver.NumVar)(
+                lo, hi if hi != float("inf") else inf, f"x{i}")
+            for i, (lo, hi, integer) in enumerate(zip(model.lower, model.upper, model.integer,
+                                                      strict=True))
+        ]
+        for r in range(model.num_rows):
+            lo, hi = model.row_lower[r], model.row_upper[r]
+            row = solver.RowConstraint(lo if lo != -float("inf") else -inf,
+                                       hi if hi != float("inf") else inf, "")
+            for k in range(model.row_start[r], model.row_start[r + 1]):
+                row.SetCoefficient(xs[model.row_index[k]], model.row_value[k])
+        goal = solver.Objective()
+        for i, c in enumerate(objective):
+            if c:
+                goal.SetCoefficient(xs[i], c)
+        goal.SetMinimization()
+        solver.SetTimeLimit(int(seconds * 1000))
+        if backend == "CP_SAT":
+            solver.SetNumThreads(1)
+        began = time.perf_counter()
+        status = solver.Solve()
+        names = {pywraplp.Solver.OPTIMAL: "optimal", pywraplp.Solver.FEASIBLE: "feasible",
+                 pywraplp.Solver.INFEASIBLE: "infeasible", pywraplp.Solver.NOT_SOLVED:
+                 "not solved"}
+        has_value = status in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)
+        return {"seconds": round(time.perf_counter() - began, 2),
+                "status": names.get(status, str(status)),
+                "objective": round(goal.Value(), 3) if has_value else None,
+                "bound": round(goal.BestBound(), 3) if has_value else None}
+
+    return run
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, ~1 minute")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--load", type=float, default=0.35,
+                        help="demand as a share of free accelerators (leanest variants)")
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        sizes = [(500, 40, 100)]
+        repeats, milp_seconds, compare_seeds, library_seconds = 3, 15.0, [args.seed], 5.0
+    else:
+        sizes = [(500, 40, 100), (5000, 200, 1000)]
+        repeats, milp_seconds, library_seconds = 11, 120.0, 60.0
+        compare_seeds = [args.seed + i for i in range(5)]
+
+    summary: dict[str, Any] = {"quick": args.quick, "seed": args.seed, "load": args.load,
+                               "instances": [], "comparison": []}
+    for nodes, node_pools, pools in sizes:
+        log(f"timing {nodes} nodes / {node_pools} node pools / {pools} InferencePools ...")
+        instance = generate(nodes, node_pools, pools, args.seed, args.load)
+        summary["instances"].append(measure_instance(instance, repeats))
+    for seed in compare_seeds:
+        log(f"comparing with the MILP, seed {seed} ...")
+        instance = generate(500, 40, 100, seed, args.load)
+        summary["comparison"].append(compare(instance, milp_seconds))
+    proved = [c for c in summary["comparison"]
+              if c["milp"]["proved_optimal"] and c["same_coverage_and_resilience"]]
+    summary["engine_vs_milp_where_proved_optimal"] = {
+        "instances": len(proved),
+        "max_cost_gap_percent": max((c["engine_vs_milp_cost_percent"] for c in proved),
+                                    default=None),
+        "mean_cost_gap_percent": (round(statistics.mean(c["engine_vs_milp_cost_percent"]
+                                                        for c in proved), 3) if proved else None),
+    }
+    log("measuring MILP libraries on one comparison instance ...")
+    summary["solvers"] = measure_milp_libraries(generate(500, 40, 100, args.seed, args.load),
+                                                library_seconds)
+    summary["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(summary, indent=2, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

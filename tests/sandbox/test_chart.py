@@ -311,6 +311,14 @@ def operator_process(kubeconfig: Path, lease_namespace: str, log: Path,
                 proc.wait()
 
 
+def ready_pods(sandbox: Sandbox, namespace: str) -> list[dict[str, Any]]:
+    pods = sandbox.get_json("pods", "-n", namespace,
+                            "-l", "app.kubernetes.io/managed-by=inferpool")["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in p.get("status", {}).get("conditions", []))]
+
+
 def answers(port: int, path: str) -> bool:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
         status: int = response.status
@@ -366,6 +374,24 @@ def test_operator_as_the_chart_service_account_places_replicas(
                 # The chart's probes: alive (kopf), ready (every watched resource listed).
                 assert wait_for(lambda: answers(health, "/healthz"), what="/healthz")
                 assert wait_for(lambda: answers(metrics, "/readyz"), what="/readyz")
+                # A node dies: the operator deletes our pod bound to it (`delete pods`, granted
+                # with operator.replacePodsOnFailedNodes) and the replacement is Ready elsewhere
+                # well before the not-ready toleration (30 s) would have evicted it.
+                before = ready_pods(sandbox, workload_namespace)
+                victim = before[0]["spec"]["nodeName"]
+                sandbox.inferpool("sandbox", "fail", "--name", sandbox.name, victim)
+                try:
+                    def replaced() -> bool:
+                        pods = ready_pods(sandbox, workload_namespace)
+                        return len(pods) >= len(before) and all(
+                            p["spec"]["nodeName"] != victim for p in pods)
+
+                    wait_for(replaced, timeout=25, interval=0.5,
+                             what=f"replacements of the pods on the failed node {victim}")
+                finally:
+                    sandbox.inferpool("sandbox", "recover", "--name", sandbox.name, victim)
+                assert "replacing pod on a failed node" in log.read_text(errors="replace")
+
                 lease = sandbox.get_json("lease", RELEASE, "-n", namespace)
                 assert lease["spec"]["holderIdentity"]
                 owner = sandbox.get_json("deployments", "-n", workload_namespace)["items"][0][

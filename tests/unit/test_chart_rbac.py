@@ -38,20 +38,27 @@ def _granted(docs: list[dict[str, Any]], lease_name: str) -> set[access.Grant]:
     return got
 
 
-@pytest.mark.parametrize("auth_secrets", [False, True])
-def test_chart_grants_exactly_what_the_operator_uses(auth_secrets: bool) -> None:
-    values = {"prometheus.authSecrets": str(auth_secrets).lower()}
-    docs = render(values)
+CONDITIONS = tuple(access.conditions())
+# Every combination of the chart values that some rule depends on.
+SWITCHES = [tuple(c for i, c in enumerate(CONDITIONS) if mask >> i & 1)
+            for mask in range(2 ** len(CONDITIONS))]
+
+
+@pytest.mark.parametrize("enabled", SWITCHES, ids=lambda on: "+".join(on) or "none")
+def test_chart_grants_exactly_what_the_operator_uses(enabled: tuple[str, ...]) -> None:
+    docs = render({key: str(key in enabled).lower() for key in CONDITIONS})
     lease_name = env(docs)["INFERPOOL_LEASE_NAME"]
-    enabled = ["prometheus.authSecrets"] if auth_secrets else []
     granted = _granted(docs, lease_name)
     used = access.grants(enabled=enabled)
     assert not granted - used, f"granted but not used by the operator: {sorted(granted - used)}"
     assert not used - granted, f"used by the operator but not granted: {sorted(used - granted)}"
 
 
+ALL_ON = {key: "true" for key in CONDITIONS}
+
+
 def test_no_wildcards_and_no_aggregation() -> None:
-    docs = render({"prometheus.authSecrets": "true"})
+    docs = render(ALL_ON)
     for doc in docs:
         if doc["kind"] in ROLE_KINDS:
             assert "aggregationRule" not in doc
@@ -63,7 +70,7 @@ def test_no_wildcards_and_no_aggregation() -> None:
 
 def test_every_rule_is_commented_with_its_purpose() -> None:
     """The comment above each rule is the `why` of the Access it grants."""
-    text = render_text({"prometheus.authSecrets": "true"})
+    text = render_text(ALL_ON)
     by_rule = {(a.group, a.resource, a.verbs, a.own_object_only): a.why for a in access.ACCESS}
     seen = 0
     for document in text.split("\n---\n"):
@@ -134,5 +141,17 @@ def test_access_list_is_well_formed() -> None:
         assert a.scope in ("cluster", "release-namespace")
         if a.own_object_only:
             assert "create" not in a.verbs, "create cannot be limited by resourceNames"
-    assert list(access.conditions()) == ["prometheus.authSecrets"]
-    assert access.grants() < access.grants(enabled=["prometheus.authSecrets"])
+    assert set(CONDITIONS) == {"prometheus.authSecrets", "operator.replacePodsOnFailedNodes"}
+    for key in CONDITIONS:
+        assert access.grants() < access.grants(enabled=[key])
+
+
+def test_switches_default_to_the_operators_defaults() -> None:
+    """A rule's switch is on by default exactly when the operator uses the access by default."""
+    docs = render()
+    variables = env(docs)
+    assert variables["INFERPOOL_REPLACE_PODS_ON_FAILED_NODES"] == "true"
+    assert ("", "pods", "delete", "cluster", False) in _granted(
+        docs, variables["INFERPOOL_LEASE_NAME"])
+    off = render({"operator.replacePodsOnFailedNodes": "false"})
+    assert env(off)["INFERPOOL_REPLACE_PODS_ON_FAILED_NODES"] == "false"

@@ -102,7 +102,13 @@ def capture(kubeconfig: str | None) -> dict[str, Any]:
             page_args: dict[str, Any] = {"limit": 500, **kwargs}
             if token:
                 page_args["_continue"] = token
-            response = call(*args, _preload_content=False, **page_args)
+            try:
+                response = call(*args, _preload_content=False, **page_args)
+            except ApiException as exc:
+                if exc.status in (401, 403):
+                    raise SystemExit(f"cannot list {args[-1] if args else call.__name__}: "
+                                     f"{exc.status} {exc.reason}: {exc.body!s:.300}") from exc
+                raise
             doc = json.loads(response.data)
             items.extend(doc.get("items") or [])
             token = (doc.get("metadata") or {}).get("continue")
@@ -346,13 +352,14 @@ def _status(args: argparse.Namespace) -> int:
                 ",".join(p["conditions"]) or "-"] for p in report["inferencePools"]],
               title="InferencePools (req/s)", empty="no InferencePools")
     out.line("")
-    out.table(["NODE POOL", "FAMILY", "PRODUCT", "CAPACITY TYPE", "NODES READY",
-               "ACCELERATORS FREE", "$/ACCELERATOR-H"],
+    out.table(["NODE POOL", "FAMILY", "PRODUCT", "TYPE", "NODES READY", "ACC FREE", "$/ACC-H"],
               [[p["name"], p["family"], p["product"] or "-", p["capacityType"],
                 f"{p['nodesReady']}/{p['nodes']}", f"{p['acceleratorsFree']}/{p['accelerators']}",
-                f"{p['pricePerAcceleratorHour']:.2f}" + ("" if p["priceKnown"] else " (unknown)")]
+                f"{p['pricePerAcceleratorHour']:.2f}" + ("" if p["priceKnown"] else "?")]
                for p in report["nodePools"]],
-              title="Node pools", empty="no accelerator node pools")
+              title="Node pools (ACC: accelerators)", empty="no accelerator node pools")
+    if any(not p["priceKnown"] for p in report["nodePools"]):
+        out.line("?: no known price for this product; an AcceleratorPool can set one")
     return 0
 
 
@@ -382,11 +389,15 @@ class _Output:
             self.line(f"{title}: {empty}" if title else empty)
             return
         if self._console is not None:
+            from rich import box
             from rich.table import Table
 
-            table = Table(title=title or None, title_justify="left")
-            for header in headers:
-                table.add_column(header)
+            table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD,
+                          padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+            for i, header in enumerate(headers):
+                # short columns keep their width; long ones (products, reasons) fold if need be
+                short = max((len(r[i]) for r in rows), default=0) <= 12
+                table.add_column(header, overflow="fold", no_wrap=short)
             for row in rows:
                 table.add_row(*row)
             self._console.print(table)

@@ -87,6 +87,7 @@ class Planner:
             stockouts=Backoff(initial=settings.retry_backoff_seconds),
             broken=Backoff(initial=settings.retry_backoff_seconds))
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
+        self.failed_over: dict[str, dict[str, str]] = {}  # pool key -> dead node pool -> variant
         self.last_report: Report | None = None
         self.reconciles = 0
         self.metrics = OperatorMetrics()
@@ -300,12 +301,22 @@ class Planner:
             if pool_key not in out:
                 continue
             if node_pool in dead and d.replicas > 0:
-                out[pool_key].append(("NodePoolLost", f"node pool {node_pool} has no healthy "
-                                      f"node: replicas of {variant} moved elsewhere"))
+                # remembered until the node pool is healthy again, not just while replicas
+                # are still there to move
+                self.failed_over.setdefault(pool_key, {})[node_pool] = variant
             if node_pool in stocked_out:
                 out[pool_key].append(("Stockout", f"node pool {node_pool} is stocked out ("
                                       f"{self.health.stockout_why.get(node_pool, '')}); "
                                       "spilling elsewhere, retrying it later"))
+        for pool_key, lost in list(self.failed_over.items()):
+            for node_pool, variant in sorted(lost.items()):
+                if node_pool not in dead or pool_key not in out:
+                    del lost[node_pool]
+                    continue
+                out[pool_key].append(("NodePoolLost", f"node pool {node_pool} has no healthy "
+                                      f"node: replicas of {variant} moved elsewhere"))
+            if not lost:
+                del self.failed_over[pool_key]
         for pool_key, variant in sorted(broken):
             if pool_key in out:
                 out[pool_key].append(("VariantDegraded", f"variant {variant} is failing ("

@@ -13,7 +13,7 @@ class Settings:
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     tick_seconds: float = 15.0  # periodic re-plan even when nothing changed
-    debounce_seconds: float = 0.3  # changes arriving together make one plan
+    debounce_seconds: float = 0.1  # changes arriving together make one plan
     lease_name: str = "inferpool-operator"
     lease_namespace: str = "default"
     lease_seconds: int = 10

@@ -41,6 +41,10 @@ ACCESS: tuple[Access, ...] = (
            "nodes: the cluster view (node pools, allocatable accelerators, readiness, taints)"),
     Access("", "pods", ("list", "watch"), "cluster",
            "pods: accelerators in use on each node, and readiness of the replicas we run"),
+    Access("", "pods", ("delete",), "cluster",
+           "pods: delete the operator's own pods bound to a failed (NotReady or deleted) node, "
+           "so their replacements start at once instead of after the eviction timeout",
+           when="operator.replacePodsOnFailedNodes"),
     Access("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete"),
            "cluster",
            "deployments: server-side apply of the Deployments the operator owns, one per "

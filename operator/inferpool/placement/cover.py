@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inferpool.placement.objective import EPS, shortfall_of, violation_of
 
@@ -108,10 +108,18 @@ def best_cover(items: Sequence[Item], rules: Rules) -> list[int]:
         return shortage
     keep = _undominated(items, rules)
     sub = [items[i] for i in keep]
-    search = _Search(sub, rules)
+    found = None
     if rules.resilient:
-        search.offer(_spread_greedy(sub, rules))
-    found = search.run()
+        # the cheapest cover ignoring the rules is optimal whenever it happens to obey them
+        plain = _Search(sub, replace(rules, family_share=1.0, node_pool_share=1.0,
+                                     min_families=1)).run()
+        if plain is not None and evaluate(sub, plain, replace(rules, weights=None))[1] == 0.0:
+            found = plain
+    if found is None:
+        search = _Search(sub, rules)
+        if rules.resilient:
+            search.offer(_spread_greedy(sub, rules))
+        found = search.run()
     # the node limit can stop the search before any cover is seen: fall back to largest-first
     if found is None:
         return _largest_first(items, rules)

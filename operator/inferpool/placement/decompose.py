@@ -82,18 +82,36 @@ class _Master:
         return rows
 
     def add(self, p: int, counts: tuple[int, ...], cost: float) -> None:
-        rows = self.column_rows(p, counts)
+        """Queue a column; it reaches the solver at the next solve()."""
         self.columns.append((p, counts))
         self.col_cost.append(cost)
-        self.col_rows.append(rows)
-        if self.highs is not None:
-            idx = sorted(rows)
-            self.highs.addCol(cost, 0.0, INF, len(idx), np.asarray(idx, dtype=np.int32),
-                              np.asarray([rows[i] for i in idx], dtype=float))
+        self.col_rows.append(self.column_rows(p, counts))
+
+    def _flush(self) -> None:
+        assert self.highs is not None
+        first = self.highs.getNumCol()
+        new = range(first, len(self.col_cost))
+        if not new:
+            return
+        starts, index, value = [], [], []
+        for c in new:
+            starts.append(len(index))
+            rows = self.col_rows[c]
+            for row in sorted(rows):
+                index.append(row)
+                value.append(rows[row])
+        self.highs.addCols(
+            len(new), np.asarray([self.col_cost[c] for c in new], dtype=float),
+            np.zeros(len(new)), np.full(len(new), INF), len(index),
+            np.asarray(starts, dtype=np.int32), np.asarray(index, dtype=np.int32),
+            np.asarray(value, dtype=float),
+        )
 
     def solve(self, time_limit: float) -> tuple[list[float], list[float]] | None:
         if self.highs is None:
             self.highs = self._build()
+        else:
+            self._flush()
         self.highs.setOptionValue("time_limit", max(time_limit, 0.01))
         self.highs.run()
         if self.highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:

@@ -31,6 +31,7 @@ class MilpResult:
     optimal: bool
     seconds: float
     stages: tuple[str, ...]
+    cost_bound: float | None  # proven lower bound of the last (cost) stage, if it was solved
 
 
 @dataclass(slots=True)
@@ -184,6 +185,7 @@ class MilpModel:
         h.setOptionValue("mip_rel_gap", 1e-6)
         h.setOptionValue("mip_abs_gap", 1e-7)
         optimal = True
+        bound: float | None = None
         solved: list[str] = []
         values: list[float] | None = None
         incumbent = list(start) if start is not None else None
@@ -216,6 +218,8 @@ class MilpModel:
             solved.append(stage.name)
             if status != highspy.HighsModelStatus.kOptimal:
                 optimal = False
+            if stage.name == "cost":
+                bound = float(h.getInfo().mip_dual_bound)
             if stage is not self.stages[-1]:
                 best = sum(coef * values[col] for col, coef in stage.objective.items())
                 self.model_hold(h, stage, best)
@@ -225,6 +229,7 @@ class MilpModel:
             optimal=optimal and incumbent is not None,
             seconds=time.perf_counter() - began,
             stages=tuple(solved),
+            cost_bound=bound,
         )
 
     def model_hold(self, h: highspy.Highs, stage: _Stage, best: float) -> None:
@@ -251,8 +256,25 @@ class MilpModel:
                 stage.zero_in_start = all(t.violation == 0 for t in terms)
 
 
-def solve_milp(problem: Problem, deadline: float, start: Sequence[int] | None = None) -> MilpResult:
+def solve_milp(
+    problem: Problem, deadline: float, start: Sequence[int] | None = None
+) -> MilpResult:
     return MilpModel(problem).solve(deadline, start)
+
+
+def cost_stage_model(problem: Problem, start: Sequence[int]) -> tuple[LinearModel, list[float]]:
+    """The single-objective MILP of the last stage, with every earlier stage held at the zero
+    the start attains (used to compare MILP libraries on the same model)."""
+    mm = MilpModel(problem)
+    mm._mark_zero_stages(start)
+    for stage in mm.stages:
+        if stage.zero_in_start and stage.name != "cost":
+            for col in stage.objective:
+                mm.model.lower[col] = mm.model.upper[col] = 0.0
+    objective = [0.0] * mm.model.num_cols
+    for col, coef in mm.stages[-1].objective.items():
+        objective[col] = coef
+    return mm.model, objective
 
 
 def maximal_patterns(sizes: Sequence[int], free: int) -> list[dict[int, int]]:

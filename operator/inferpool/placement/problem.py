@@ -7,7 +7,7 @@ compiles to the same problem whatever order it came in.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -150,6 +150,32 @@ class _Match:
     by_class: tuple[tuple[int, tuple[int, ...]], ...]  # (class, offsets into node_pools)
 
 
+@dataclass(slots=True)
+class _Structure:
+    """Everything about the options that depends only on the demands and the node pools'
+    kinds and prices, not on free capacity or the current placement: cached between calls,
+    because the planner re-plans the same demands over a changing cluster."""
+
+    pools: list[PoolInfo]
+    np_class: list[int]
+    sizes: dict[int, tuple[int, ...]]
+    opt_pool: list[int] = field(default_factory=list)
+    opt_node_pool: list[int] = field(default_factory=list)
+    opt_variant: list[VariantDemand] = field(default_factory=list)
+    opt_k: list[int] = field(default_factory=list)
+    opt_rps: list[float] = field(default_factory=list)
+    opt_cost: list[float] = field(default_factory=list)
+    opt_family: list[int] = field(default_factory=list)
+    pool_groups: list[list[Group]] = field(default_factory=list)
+    variant_options: dict[tuple[int, str], tuple[int, Mapping[str, int]]] = field(
+        default_factory=dict
+    )
+
+
+_CACHE: OrderedDict[tuple[object, ...], _Structure] = OrderedDict()
+_CACHE_SIZE = 4
+
+
 def compile_problem(
     snapshot: ClusterSnapshot,
     demands: Sequence[PoolDemand],
@@ -157,18 +183,83 @@ def compile_problem(
     options: PlacementOptions,
 ) -> Problem:
     node_pools = _node_pools(snapshot, options)
+    max_alloc = [
+        max((n.allocatable for n in snapshot.nodes_of(npc.pool.name)), default=0)
+        for npc in node_pools
+    ]
+    key = (
+        tuple(demands),
+        tuple(
+            (npc.pool.name, npc.pool.family, npc.pool.product, npc.pool.topology,
+             npc.pool.price_per_accelerator_hour, npc.limit, alloc)
+            for npc, alloc in zip(node_pools, max_alloc, strict=True)
+        ),
+        options.excluded_variants,
+    )
+    structure = _CACHE.get(key)
+    if structure is None:
+        structure = _build_structure(node_pools, max_alloc, demands, options)
+        _CACHE[key] = structure
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+
+    pools = [
+        PoolInfo(index=t.index, demand=t.demand, min_replicas=t.min_replicas,
+                 max_replicas=t.max_replicas, scale=t.scale, options=t.options,
+                 unmatched=t.unmatched)
+        for t in structure.pools
+    ]
+    for npc in node_pools:
+        npc.sizes = structure.sizes.get(npc.index, ())
+    problem = Problem(
+        snapshot=snapshot,
+        options_in=options,
+        pools=pools,
+        node_pools=node_pools,
+        opt_pool=structure.opt_pool,
+        opt_node_pool=structure.opt_node_pool,
+        opt_variant=structure.opt_variant,
+        opt_k=structure.opt_k,
+        opt_rps=structure.opt_rps,
+        opt_cost=structure.opt_cost,
+        opt_family=structure.opt_family,
+        np_class=structure.np_class,
+        pool_groups=structure.pool_groups,
+        variant_options=structure.variant_options,
+    )
+    problem.opt_current = [0] * problem.n_options
+    if current:
+        by_key = {info.key: info.index for info in pools}
+        stale = {}
+        for placement, count in current.items():
+            if count <= 0:
+                continue
+            o = problem.option_of(placement, by_key)
+            if o is None:
+                stale[placement] = int(count)
+            else:
+                problem.opt_current[o] = int(count)
+                pools[problem.opt_pool[o]].current_options.append(o)
+        problem.stale_current = dict(sorted(stale.items()))
+        for info in pools:
+            info.current_options.sort()
+    return problem
+
+
+def _build_structure(
+    node_pools: list[NodePoolCapacity],
+    max_alloc: list[int],
+    demands: Sequence[PoolDemand],
+    options: PlacementOptions,
+) -> _Structure:
     pools = [
         _pool_info(i, d) for i, d in enumerate(sorted(demands, key=lambda d: d.key))
     ]
     if len({p.key for p in pools}) != len(pools):
         raise ValueError("InferencePool keys must be unique")
-    problem = Problem(snapshot=snapshot, options_in=options, pools=pools, node_pools=node_pools)
-    problem.np_class = capacity_classes(node_pools)
-
-    max_alloc = [
-        max((n.allocatable for n in snapshot.nodes_of(npc.pool.name)), default=0)
-        for npc in node_pools
-    ]
+    problem = _Structure(pools=pools, np_class=capacity_classes(node_pools), sizes={})  # noqa: E501
     by_family: dict[str, list[NodePoolCapacity]] = defaultdict(list)
     for npc in node_pools:
         by_family[npc.pool.family].append(npc)
@@ -208,7 +299,7 @@ def compile_problem(
             if m == 0:
                 info.unmatched.append(_why_unmatched(variant, k))
                 continue
-            start = problem.n_options
+            start = len(problem.opt_pool)
             info.options.extend(range(start, start + m))
             problem.variant_options[(info.index, variant.name)] = (start, found.offsets)
             problem.opt_pool.extend([info.index] * m)
@@ -232,24 +323,7 @@ def compile_problem(
                     groups.append((variant.name, klass,
                                    Group(tuple(start + off for off in offsets), klass)))
         problem.pool_groups.append([g for _, _, g in groups])
-    problem.opt_current = [0] * problem.n_options
-    if current:
-        by_key = {info.key: info.index for info in pools}
-        stale = {}
-        for key, count in current.items():
-            if count <= 0:
-                continue
-            o = problem.option_of(key, by_key)
-            if o is None:
-                stale[key] = int(count)
-            else:
-                problem.opt_current[o] = int(count)
-                pools[problem.opt_pool[o]].current_options.append(o)
-        problem.stale_current = dict(sorted(stale.items()))
-        for info in pools:
-            info.current_options.sort()
-    for npc in node_pools:
-        npc.sizes = tuple(sorted(sizes.get(npc.index, ())))
+    problem.sizes = {i: tuple(sorted(ks)) for i, ks in sizes.items()}
     return problem
 
 

@@ -1,15 +1,17 @@
 """The offline bound: what serving the trace would cost with perfect knowledge and no delays.
 
-Per step and per model: the cheapest whole number of replicas (min/max replicas respected)
-whose capacity covers demand / targetUtilization, on the node pools that are up at that step,
-at that step's prices, Ready at once. It is a lower bound on the cost of every policy that
-provisions the same headroom at every step, because it relaxes everything else:
+Per step and per model: the cheapest whole number of replicas (min/max replicas and the
+model's resilience rule respected) whose capacity covers demand / targetUtilization, on the node
+pools that are up at that step, at that step's prices, Ready at once. It is a lower bound on the
+cost of every policy that follows the same rules and provisions the same headroom at every
+step, because it relaxes everything else:
 - no start-up delay, no stabilization, no tolerance band, no hysteresis, no moves;
 - each model is costed alone with every pool to itself (models do not compete), so its cost is
-  at most the joint optimum's; node packing is exact per model (whole replicas per node);
-- stocked-out pools count as available (a policy could have had replicas there before);
-- no resilience rule in the main figure (`cost_with_resilience` adds it, to show its price).
-`cost_at_full_utilization` covers the bare demand: the floor of any policy that serves it all.
+  at most the joint optimum's; whole replicas per node, as in the cluster;
+- stocked-out pools count as available (a policy could have had replicas there before).
+Two more figures use the same machinery: `no_resilience` drops the resilience rule (the bound
+for policies that ignore it, and the price of the rule), `full` covers the bare demand without
+headroom or resilience (the floor of any policy that serves it all).
 
 The per-model problem is tiny (a handful of (variant, node pool) options), so it is solved
 exactly by branch and bound, and each answer is reused for every later demand it covers: the
@@ -34,7 +36,7 @@ from inferpool.simulate.scenario import (
 )
 
 EPS = 1e-9
-MODES = ("offline", "resilient", "full")
+MODES = ("offline", "no_resilience", "full")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +228,7 @@ class OfflineBound:
             return found
         self.solves += 1
         cover = None
-        if mode == "resilient":
+        if mode == "offline":
             cover = cheapest_cover(options, need, m.replicas.min, m.replicas.max, m.resilience)
         if cover is None:  # the engine, too, relaxes resilience when it cannot be met
             cover = cheapest_cover(options, need, m.replicas.min, m.replicas.max)

@@ -85,12 +85,11 @@ class SimDeployment:
 
 @dataclass(frozen=True, slots=True)
 class Measure:
-    """One step's outcome: ready capacity per model, cost rate, replicas per family."""
+    """One step's outcome: Ready capacity per model, cost rate, Ready replicas per family."""
 
     capacity: Mapping[str, float]  # model name -> rps of Ready pods
     cost_per_hour: float
-    ready_by_family: Mapping[str, int]
-    running_by_family: Mapping[str, int]  # bound to a working node (Ready or starting)
+    ready: Mapping[tuple[str, str], int]  # (model, family) -> Ready pods
 
 
 class SimCluster:
@@ -349,8 +348,7 @@ class SimCluster:
 
     def measure(self, now: float) -> Measure:
         capacity: dict[str, float] = defaultdict(float)
-        ready_by_family: dict[str, int] = defaultdict(int)
-        running_by_family: dict[str, int] = defaultdict(int)
+        ready: dict[tuple[str, str], int] = defaultdict(int)
         cost = 0.0
         for dep in self.deployments.values():
             shape = dep.shape
@@ -358,11 +356,10 @@ class SimCluster:
                 if pod.node is None or pod.node.pool in self.failed:
                     continue
                 cost += shape.accelerators * self.prices[pod.node.pool]
-                running_by_family[shape.family] += 1
                 if pod.ready_at is not None and pod.ready_at <= now:
                     capacity[shape.model] += shape.capacity
-                    ready_by_family[shape.family] += 1
-        return Measure(dict(capacity), cost, dict(ready_by_family), dict(running_by_family))
+                    ready[(shape.model, shape.family)] += 1
+        return Measure(dict(capacity), cost, dict(ready))
 
 
 def timestamp(seconds: float) -> str:

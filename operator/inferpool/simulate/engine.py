@@ -36,8 +36,7 @@ class PolicyRun:
     name: str
     cost_per_hour: list[float] = field(default_factory=list)
     capacity: dict[str, list[float]] = field(default_factory=dict)  # model -> Ready rps
-    ready_by_family: dict[str, list[int]] = field(default_factory=dict)
-    running_by_family: dict[str, list[int]] = field(default_factory=dict)
+    ready: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # model -> family
     moves: int = 0
     pods_started: int = 0
     plans: int = 0
@@ -80,8 +79,7 @@ def run_policy(scenario: Scenario, name: str, demand: Mapping[str, Sequence[floa
     cluster = SimCluster(scenario, warm_until=times[0] if times else 0.0)
     policy = POLICY_TYPES[name](scenario, clock)
     run = PolicyRun(name, capacity={m.name: [] for m in scenario.models},
-                    ready_by_family={f: [] for f in FAMILIES},
-                    running_by_family={f: [] for f in FAMILIES})
+                    ready={m.name: {f: [] for f in FAMILIES} for m in scenario.models})
     for i, now in enumerate(times):
         clock.advance(now - clock.now())
         cluster.advance(now)
@@ -91,9 +89,8 @@ def run_policy(scenario: Scenario, name: str, demand: Mapping[str, Sequence[floa
         run.cost_per_hour.append(measure.cost_per_hour)
         for model, series in run.capacity.items():
             series.append(measure.capacity.get(model, 0.0))
-        for family in FAMILIES:
-            run.ready_by_family[family].append(measure.ready_by_family.get(family, 0))
-            run.running_by_family[family].append(measure.running_by_family.get(family, 0))
+            for family, counts in run.ready[model].items():
+                counts.append(measure.ready.get((model, family), 0))
     run.moves = cluster.moves
     run.pods_started = cluster.pods_started
     run.plans = policy.plans

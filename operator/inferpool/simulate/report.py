@@ -28,6 +28,8 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
     step_h = sc.step_seconds / 3600.0
     offline = result.runs.get(OFFLINE)
     offline_cost = sum(offline.cost_per_hour) * step_h if offline else None
+    loose_cost = (sum(offline.extra_cost_per_hour["no_resilience"]) * step_h
+                  if offline and "no_resilience" in offline.extra_cost_per_hour else None)
     policies: dict[str, Any] = {}
     for name, run in result.runs.items():
         per_model: dict[str, Any] = {}
@@ -57,15 +59,15 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
             "shortfall_model_minutes": round(short_minutes, 1),
             "max_shortfall_rps": round(worst, 1),
             "cost_usd": round(cost, 2),
-            "cost_vs_offline_pct": (round(100.0 * (cost / offline_cost - 1.0), 2)
-                                    if offline_cost else None),
+            "cost_vs_offline_pct": _over(cost, offline_cost),
+            "cost_vs_offline_without_resilience_pct": _over(cost, loose_cost),
             "per_model": per_model,
             "seconds": round(run.seconds, 2),
         }
         if name == OFFLINE:
             entry["solves"] = run.plans
             for mode, series in sorted(run.extra_cost_per_hour.items()):
-                key = {"resilient": "cost_with_resilience_usd",
+                key = {"no_resilience": "cost_without_resilience_usd",
                        "full": "cost_at_full_utilization_usd"}.get(mode, f"cost_{mode}_usd")
                 entry[key] = round(sum(series) * step_h, 2)
         else:
@@ -99,6 +101,10 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
             })
         summary["targets"] = targets
     return summary
+
+
+def _over(cost: float, bound: float | None) -> float | None:
+    return round(100.0 * (cost / bound - 1.0), 2) if bound else None
 
 
 def _pct(part: float, whole: float) -> float:
@@ -176,19 +182,22 @@ def write_plots(result: SimulationResult, out: Path) -> list[str]:
     plt.close(fig)
     written.append("cost.png")
 
-    # 3. inferpool's Ready replicas per family, stacked
+    # 3. inferpool's Ready replicas per family, stacked, one panel per model
     ours = result.runs.get("inferpool")
     if ours is not None:
-        fig, ax = plt.subplots(figsize=(13, 4))
-        _events(ax, result)
-        ax.stackplot(hours, *[ours.ready_by_family[f] for f in FAMILIES],
-                     labels=list(FAMILIES), colors=[FAMILY_COLORS[f] for f in FAMILIES],
-                     step="post", alpha=0.85)
-        ax.set_ylabel("Ready replicas")
-        ax.set_xlabel("hours since start")
-        ax.set_title("inferpool: Ready replicas per accelerator family (all models)",
-                     loc="left", fontsize=10)
-        ax.legend(loc="upper right", fontsize=8)
+        models = list(ours.ready)
+        fig, axes = plt.subplots(len(models), 1, figsize=(13, 2.4 * len(models)), sharex=True,
+                                 squeeze=False)
+        for ax, model in zip(axes[:, 0], models, strict=True):
+            _events(ax, result)
+            ax.stackplot(hours, *[ours.ready[model][f] for f in FAMILIES],
+                         labels=list(FAMILIES), colors=[FAMILY_COLORS[f] for f in FAMILIES],
+                         step="post", alpha=0.85)
+            ax.set_ylabel("Ready replicas")
+            ax.set_title(f"inferpool, {model}: Ready replicas per accelerator family",
+                         loc="left", fontsize=10)
+            ax.legend(loc="upper right", fontsize=8)
+        axes[-1, 0].set_xlabel("hours since start")
         fig.tight_layout()
         fig.savefig(out / "inferpool-families.png", dpi=90)
         plt.close(fig)
@@ -217,11 +226,15 @@ def _events(ax: Any, result: SimulationResult) -> None:
 
 def table(summary: Mapping[str, Any]) -> str:
     """The summary as a few aligned lines for the terminal."""
-    rows = [("policy", "served %", "cost USD", "vs offline", "short min", "moves", "starts")]
+    rows = [("policy", "served %", "cost USD", "vs offline", "vs offline w/o resilience",
+             "short min", "moves", "starts")]
     for name, p in summary["policies"].items():
         vs = p.get("cost_vs_offline_pct")
+        loose = p.get("cost_vs_offline_without_resilience_pct")
         rows.append((name, f"{p['served_pct']:.3f}", f"{p['cost_usd']:,.0f}",
-                     "" if vs is None else f"{vs:+.1f}%", f"{p['shortfall_model_minutes']:.0f}",
+                     "" if vs is None else f"{vs:+.1f}%",
+                     "" if loose is None else f"{loose:+.1f}%",
+                     f"{p['shortfall_model_minutes']:.0f}",
                      str(p.get("moves", "")), str(p.get("replica_starts", ""))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)

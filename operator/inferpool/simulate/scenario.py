@@ -273,7 +273,8 @@ class ModelSpec(Strict):
             InferencePool.model_validate(self.inference_pool_body())
         except ValidationError as exc:
             raise ValueError("not a valid InferencePool: " + "; ".join(
-                f"{_path(e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+                f"{_path(e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
+                for e in exc.errors())) from None
         return self
 
 
@@ -318,8 +319,9 @@ class Scenario(Strict):
     cluster: ClusterBehaviour = ClusterBehaviour()
     operator: OperatorKnobs = OperatorKnobs()
     spill: SpillKnobs = SpillKnobs()
-    node_pools: Annotated[tuple[NodePoolSpec, ...], Field(min_length=1)]
-    models: Annotated[tuple[ModelSpec, ...], Field(min_length=1)]
+    # (non-empty: checked below, so an invalid item is not reported twice)
+    node_pools: tuple[NodePoolSpec, ...]
+    models: tuple[ModelSpec, ...]
     events: tuple[Event, ...] = ()
     # where relative CSV paths are resolved: the scenario file's folder (set by the loader)
     _base_dir: str = PrivateAttr(".")
@@ -358,6 +360,10 @@ class Scenario(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         problems: list[str] = []
+        if not self.node_pools:
+            problems.append("nodePools: at least one node pool is needed")
+        if not self.models:
+            problems.append("models: at least one model is needed")
         _unique(problems, "nodePools", [p.name for p in self.node_pools])
         _unique(problems, "models", [m.name for m in self.models])
         names = {p.name for p in self.node_pools}
