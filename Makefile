@@ -48,6 +48,7 @@ sandbox-down: venv
 crds: venv
 	$(BIN)/inferpool crds --output-dir crds
 	cp crds/*.yaml charts/inferpool-operator/files/crds/
+	$(BIN)/inferpool crds --allow-privileged-templates --output-dir charts/inferpool-operator/files/crds-privileged
 
 demo: sandbox-bin prometheus
 	$(BIN)/inferpool demo $(DEMO_ARGS)

@@ -382,8 +382,9 @@ def measure_milp_libraries(instance: Instance, seconds: float) -> dict[str, Any]
     result: dict[str, Any] = {"columns": model.num_cols, "rows": model.num_rows,
                               "integer_columns": sum(model.integer), "time_limit_s": seconds}
     for name, run in (("highspy", _run_highs), ("scipy.optimize.milp", _run_scipy),
-                      ("ortools-scip", _run_ortools("SCIP")),
-                      ("ortools-cp-sat", _run_ortools("CP_SAT"))):
+                      ("pyscipopt", _run_pyscipopt),
+                      ("ortools-scip", _in_subprocess("SCIP")),
+                      ("ortools-cp-sat", _in_subprocess("CP_SAT"))):
         log(f"  MILP library {name} ...")
         try:
             result[name] = run(model, objective, seconds)
@@ -403,6 +404,39 @@ def _run_highs(model: LinearModel, objective: list[float], seconds: float) -> di
             "status": h.modelStatusToString(h.getModelStatus()),
             "objective": round(info.objective_function_value, 3),
             "gap": round(info.mip_gap, 6)}
+
+
+def _run_pyscipopt(model: LinearModel, objective: list[float], seconds: float
+                   ) -> dict[str, Any]:
+    import pyscipopt
+
+    m = pyscipopt.Model()
+    m.hideOutput()
+    m.setParam("limits/time", seconds)
+    m.setParam("limits/gap", 1e-4)
+    m.setParam("parallel/maxnthreads", 1)
+    inf = m.infinity()
+
+    def fin(v: float) -> float:
+        return inf if v == float("inf") else -inf if v == -float("inf") else v
+
+    xs = [m.addVar(vtype="I" if integer else "C", lb=fin(lo), ub=fin(hi), obj=c)
+          for lo, hi, integer, c in zip(model.lower, model.upper, model.integer, objective,
+                                        strict=True)]
+    for r in range(model.num_rows):
+        terms = pyscipopt.quicksum(model.row_value[k] * xs[model.row_index[k]]
+                                   for k in range(model.row_start[r], model.row_start[r + 1]))
+        lo, hi = model.row_lower[r], model.row_upper[r]
+        if lo > -float("inf"):
+            m.addCons(terms >= lo)
+        if hi < float("inf"):
+            m.addCons(terms <= hi)
+    began = time.perf_counter()
+    m.optimize()
+    has = m.getNSols() > 0
+    return {"seconds": round(time.perf_counter() - began, 2), "status": m.getStatus(),
+            "objective": round(m.getObjVal(), 3) if has else None,
+            "bound": round(m.getDualbound(), 3)}
 
 
 def _run_scipy(model: LinearModel, objective: list[float], seconds: float) -> dict[str, Any]:
@@ -425,46 +459,65 @@ def _run_scipy(model: LinearModel, objective: list[float], seconds: float) -> di
             "gap": getattr(res, "mip_gap", None)}
 
 
-def _run_ortools(backend: str) -> Callable[[LinearModel, list[float], float], dict[str, Any]]:
-    def run(model: LinearModel, objective: list[float], seconds: float) -> dict[str, Any]:
-        from ortools.linear_solver import pywraplp
+def _in_subprocess(backend: str) -> Callable[[LinearModel, list[float], float], dict[str, Any]]:
+    """OR-Tools bundles its own HiGHS, whose symbols clash with highspy's once both are loaded:
+    run it in a fresh interpreter that never imports highspy."""
 
-        solver = pywraplp.Solver.CreateSolver(backend)
-        if solver is None:
-            return {"error": f"{backend} not available"}
-        inf = solver.infinity()
-        xs = [
-            (solver.IntVar if integer else solver.NumVar)(
-                lo, hi if hi != float("inf") else inf, f"x{i}")
-            for i, (lo, hi, integer) in enumerate(zip(model.lower, model.upper, model.integer,
-                                                      strict=True))
-        ]
-        for r in range(model.num_rows):
-            lo, hi = model.row_lower[r], model.row_upper[r]
-            row = solver.RowConstraint(lo if lo != -float("inf") else -inf,
-                                       hi if hi != float("inf") else inf, "")
-            for k in range(model.row_start[r], model.row_start[r + 1]):
-                row.SetCoefficient(xs[model.row_index[k]], model.row_value[k])
-        goal = solver.Objective()
-        for i, c in enumerate(objective):
-            if c:
-                goal.SetCoefficient(xs[i], c)
-        goal.SetMinimization()
-        solver.SetTimeLimit(int(seconds * 1000))
-        if backend == "CP_SAT":
-            solver.SetNumThreads(1)
-        began = time.perf_counter()
-        status = solver.Solve()
-        names = {pywraplp.Solver.OPTIMAL: "optimal", pywraplp.Solver.FEASIBLE: "feasible",
-                 pywraplp.Solver.INFEASIBLE: "infeasible", pywraplp.Solver.NOT_SOLVED:
-                 "not solved"}
-        has_value = status in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)
-        return {"seconds": round(time.perf_counter() - began, 2),
-                "status": names.get(status, str(status)),
-                "objective": round(goal.Value(), 3) if has_value else None,
-                "bound": round(goal.BestBound(), 3) if has_value else None}
+    def run(model: LinearModel, objective: list[float], seconds: float) -> dict[str, Any]:
+        import subprocess
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump({"lower": model.lower, "upper": model.upper, "integer": model.integer,
+                       "row_lower": model.row_lower, "row_upper": model.row_upper,
+                       "row_start": model.row_start, "row_index": model.row_index,
+                       "row_value": model.row_value, "objective": objective},
+                      handle, allow_nan=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _ORTOOLS_WORKER, handle.name, backend, str(seconds)],
+            capture_output=True, text=True, timeout=seconds * 3 + 60, check=False,
+        )
+        if out.returncode != 0:
+            return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
 
     return run
+
+
+# Runs in a fresh interpreter (see _in_subprocess): plain OR-Tools, no inferpool import.
+_ORTOOLS_WORKER = r"""
+import json, sys, time
+from ortools.linear_solver import pywraplp
+path, backend, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+m = json.load(open(path))
+solver = pywraplp.Solver.CreateSolver(backend)
+inf = solver.infinity()
+def fin(v):
+    return inf if v == float("inf") else -inf if v == -float("inf") else v
+xs = [(solver.IntVar if i else solver.NumVar)(fin(lo), fin(hi), "x%d" % n)
+      for n, (lo, hi, i) in enumerate(zip(m["lower"], m["upper"], m["integer"]))]
+for r in range(len(m["row_lower"])):
+    row = solver.RowConstraint(fin(m["row_lower"][r]), fin(m["row_upper"][r]), "")
+    for k in range(m["row_start"][r], m["row_start"][r + 1]):
+        row.SetCoefficient(xs[m["row_index"][k]], m["row_value"][k])
+goal = solver.Objective()
+for n, c in enumerate(m["objective"]):
+    if c:
+        goal.SetCoefficient(xs[n], c)
+goal.SetMinimization()
+solver.SetTimeLimit(int(seconds * 1000))
+solver.SetNumThreads(1)
+began = time.perf_counter()
+status = solver.Solve()
+names = {solver.OPTIMAL: "optimal", solver.FEASIBLE: "feasible",
+         solver.INFEASIBLE: "infeasible", solver.NOT_SOLVED: "not solved"}
+ok = status in (solver.OPTIMAL, solver.FEASIBLE)
+print(json.dumps({"seconds": round(time.perf_counter() - began, 2),
+                  "status": names.get(status, str(status)),
+                  "objective": round(goal.Value(), 3) if ok else None,
+                  "bound": round(goal.BestBound(), 3) if ok else None}))
+"""
 
 
 # --- main ------------------------------------------------------------------------------------------

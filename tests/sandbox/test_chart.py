@@ -171,7 +171,6 @@ def test_install_upgrade_uninstall(sandbox: Sandbox, namespace: str, tmp_path: P
 
 
 def _install_upgrade_uninstall(sandbox: Sandbox, namespace: str, tmp_path: Path) -> None:
-
     # install
     done = install(sandbox, namespace)
     notes = done.stdout.split("NOTES:", 1)[1]

@@ -34,6 +34,7 @@ from inferpool.controller.translate import (
     LiveDeployment,
     ParsedPool,
     make_before_break,
+    unready,
 )
 from inferpool.k8s import deployments as dep
 from inferpool.k8s import events
@@ -104,10 +105,14 @@ class Planner:
         self._wake.set()
 
     async def run(self) -> None:
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout=30)
-        except TimeoutError:
-            log.warning("planner starting before the first watch event (empty cluster?)")
+        # Never plan from half-listed caches: an empty view looks like "no nodes" and would
+        # scale everything down. kopf attaches the indexes once every one is listed.
+        while not self.ready.is_set():
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout=30)
+            except TimeoutError:
+                log.warning("waiting for the first complete listing of the cluster "
+                            "(is the API reachable and are the CRDs installed?)")
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.tick_seconds)
@@ -172,12 +177,11 @@ class Planner:
         dead = _dead_node_pools(snapshot, live)
         # Replicas that serve nothing never hold old ones back (make-before-break).
         no_hold = dead | frozenset(stocked_out)
-        growing_pools = {k[0] for k, n in plan.replicas.items()
-                         if n > (live[k].replicas if k in live else 0)}
+        starting = unready(plan.replicas, live)
         for key in list(self.rebalance_started):
-            if key not in growing_pools:
+            if key not in starting:
                 del self.rebalance_started[key]
-        for key in growing_pools:
+        for key in starting:
             self.rebalance_started.setdefault(key, now)
         gate = make_before_break(plan.replicas, live, by_key, self.rebalance_started, now,
                                  no_hold, broken)

@@ -152,6 +152,12 @@ class Gate:
     holding: dict[str, str] = field(default_factory=dict)  # pool key -> why
 
 
+def unready(planned: Mapping[PlacementKey, int],
+            live: Mapping[PlacementKey, LiveDeployment]) -> set[str]:
+    """Pool keys with a place that has fewer Ready replicas than planned."""
+    return {k[0] for k, n in planned.items() if (live[k].ready if k in live else 0) < n}
+
+
 def make_before_break(
     planned: Mapping[PlacementKey, int],
     live: Mapping[PlacementKey, LiveDeployment],
@@ -168,8 +174,9 @@ def make_before_break(
     keys = sorted(set(planned) | set(live))
     for pool_key_, pool in pools.items():
         own = [k for k in keys if k[0] == pool_key_]
-        growing = [k for k in own if planned.get(k, 0) > (live[k].replicas if k in live else 0)]
-        waiting = [k for k in growing if (live[k].ready if k in live else 0) < planned[k]]
+        # Any place with fewer Ready replicas than planned (growing now, or grown on an earlier
+        # round and still starting) keeps the old replicas.
+        waiting = [k for k in own if (live[k].ready if k in live else 0) < planned.get(k, 0)]
         rollout = pool.model.spec.rollout
         timed_out = (pool_key_ in rebalance_started and
                      now - rebalance_started[pool_key_] >= rollout.ready_timeout_seconds)

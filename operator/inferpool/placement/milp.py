@@ -16,13 +16,14 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import highspy
-
+from inferpool.placement.backends import BackendName, default_backend, make_backend
 from inferpool.placement.linear import INF, LinearModel
 from inferpool.placement.objective import pool_terms
 from inferpool.placement.problem import NodePoolCapacity, Problem
 
 MAX_PATTERNS = 400  # per distinct free count; beyond it the pattern set is truncated
+LEXICOGRAPHIC_GAP = 1e-6  # shortfall, churn and resilience stages: (near) exact
+COST_GAP = 1e-4  # the cost stage: proven within 0.01 %
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,53 +177,46 @@ class MilpModel:
 
     # --- solving ------------------------------------------------------------------------------
 
-    def solve(self, deadline: float, start: Sequence[int] | None = None) -> MilpResult:
+    def solve(
+        self,
+        deadline: float,
+        start: Sequence[int] | None = None,
+        backend: BackendName | None = None,
+    ) -> MilpResult:
         began = time.perf_counter()
         pr = self.problem
         if start is not None:
             self._mark_zero_stages(start)
-        h = self.model.to_highs()
-        h.setOptionValue("mip_rel_gap", 1e-6)
-        h.setOptionValue("mip_abs_gap", 1e-7)
+        solver = make_backend(backend or default_backend(), self.model)
         optimal = True
         bound: float | None = None
         solved: list[str] = []
-        values: list[float] | None = None
         incumbent = list(start) if start is not None else None
         for stage in self.stages:
             if stage.zero_in_start and stage.name != "cost":
                 # the warm start already attains 0: hold the stage there without solving it
-                for col in stage.objective:
-                    h.changeColBounds(col, 0.0, 0.0)
+                solver.fix_to_zero(sorted(stage.objective))
                 continue
             remaining = deadline - time.perf_counter()
             if remaining <= 0.01:
                 optimal = False
                 break
-            h.setOptionValue("time_limit", remaining)
-            if stage.name == "cost":
-                h.setOptionValue("mip_rel_gap", 1e-4)
-            costs = [0.0] * self.model.num_cols
-            for col, coef in stage.objective.items():
-                costs[col] = coef
-            h.changeColsCost(len(costs), list(range(len(costs))), costs)
-            if incumbent is not None:
-                self._warm_start(h, incumbent)
-            h.run()
-            status = h.getModelStatus()
-            if h.getInfo().primal_solution_status != 2:  # no feasible solution at all
+            warm = ({col: float(n) for col, n in zip(self.x, incumbent, strict=True)}
+                    if incumbent is not None else None)
+            gap = COST_GAP if stage.name == "cost" else LEXICOGRAPHIC_GAP
+            outcome = solver.solve(stage.objective, remaining, gap, warm)
+            if outcome.values is None:
                 optimal = False
                 break
-            values = list(h.getSolution().col_value)
+            values = outcome.values
             incumbent = [round(values[c]) for c in self.x]
             solved.append(stage.name)
-            if status != highspy.HighsModelStatus.kOptimal:
-                optimal = False
+            optimal = optimal and outcome.optimal
             if stage.name == "cost":
-                bound = float(h.getInfo().mip_dual_bound)
-            if stage is not self.stages[-1]:
+                bound = outcome.bound
+            else:
                 best = sum(coef * values[col] for col, coef in stage.objective.items())
-                self.model_hold(h, stage, best)
+                solver.hold(stage.objective, best + 1e-7 + 1e-7 * abs(best))
         counts = incumbent if incumbent is not None else [0] * pr.n_options
         return MilpResult(
             counts=counts,
@@ -231,15 +225,6 @@ class MilpModel:
             stages=tuple(solved),
             cost_bound=bound,
         )
-
-    def model_hold(self, h: highspy.Highs, stage: _Stage, best: float) -> None:
-        cols = sorted(stage.objective)
-        tolerance = 1e-7 + 1e-7 * abs(best)
-        h.addRow(-INF, best + tolerance, len(cols), cols, [stage.objective[c] for c in cols])
-
-    def _warm_start(self, h: highspy.Highs, counts: Sequence[int]) -> None:
-        # sparse start: HiGHS completes the continuous and pattern columns itself
-        h.setSolution(len(self.x), list(self.x), [float(c) for c in counts])
 
     def _mark_zero_stages(self, start: Sequence[int]) -> None:
         pr = self.problem
@@ -257,9 +242,12 @@ class MilpModel:
 
 
 def solve_milp(
-    problem: Problem, deadline: float, start: Sequence[int] | None = None
+    problem: Problem,
+    deadline: float,
+    start: Sequence[int] | None = None,
+    backend: BackendName | None = None,
 ) -> MilpResult:
-    return MilpModel(problem).solve(deadline, start)
+    return MilpModel(problem).solve(deadline, start, backend)
 
 
 def cost_stage_model(problem: Problem, start: Sequence[int]) -> tuple[LinearModel, list[float]]:

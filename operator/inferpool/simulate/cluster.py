@@ -3,9 +3,9 @@
 Only what decides serving capacity and cost is modelled: a Deployment keeps `replicas` pods
 (a ReplicaSet recreates deleted ones), the scheduler binds a pending pod to the fullest node
 of its node pools that still fits it, a bound pod is Ready after its start-up delay, and
-- a failed node's pods serve nothing at once; the node is seen NotReady `failure_detection`
-  later, and its pods are evicted after their Deployment's toleration (unless a policy deletes
-  them first, as the operator does);
+- a failed node's pods serve nothing at once, but the node (and its pods' Ready condition) is
+  seen NotReady only `failure_detection` later; its pods are evicted after their Deployment's
+  toleration (unless a policy deletes them first, as the operator does);
 - a stocked-out node pool still looks free, but nothing new binds there until the stockout
   ends (running pods stay);
 - cost accrues per accelerator of every bound pod on a working node, at the pool's price of
@@ -268,7 +268,9 @@ class SimCluster:
     # --- what policies see ------------------------------------------------------------------
 
     def ready(self, pod: SimPod, now: float) -> bool:
-        return (pod.node is not None and pod.node.pool not in self.failed
+        """Ready as the API reports it: a failed node's pods stay Ready until the node is
+        seen NotReady (what serves is `measure`'s business)."""
+        return (pod.node is not None and pod.node.pool not in self.not_ready
                 and pod.ready_at is not None and pod.ready_at <= now)
 
     def snapshot(self, taken: bool = False) -> ClusterSnapshot:
