@@ -190,3 +190,29 @@ def test_not_ready_in_time_uses_the_pools_ready_timeout(timeout: float) -> None:
     tracker.observe([pod("a", node="n1", ready=False, age=100)], {"ns/chat": timeout},
                     now=0.0, wall=NOW)
     assert bool(tracker.broken_variants(0.0)) is (timeout < 100)
+
+
+def test_old_pods_do_not_clear_a_stockout_but_new_scheduled_ones_do() -> None:
+    tracker = HealthTracker(stockout_seconds=30, stockouts=Backoff(initial=60))
+    old_running = pod("old", node="n1", age=3600)
+    stuck = pod("new", node=None, ready=False, unschedulable=True, age=40)
+    tracker.observe([old_running, stuck], {}, now=0.0, wall=NOW)
+    assert tracker.stocked_out(0.0) == ["v6e"]
+    # the retry after the backoff: the stuck pod is gone, only the old one runs
+    tracker.observe([old_running], {}, now=61.0, wall=NOW + dt.timedelta(seconds=61))
+    tracker.observe([old_running, stuck], {}, now=62.0, wall=NOW + dt.timedelta(seconds=62))
+    assert tracker.stocked_out(62.0 + 119) == ["v6e"]  # backed off, not reset to 60 s
+    fresh = pod("fresh", node="n2", age=-120)  # created after the stockout, and scheduled
+    tracker.observe([old_running, fresh], {}, now=300.0, wall=NOW + dt.timedelta(seconds=300))
+    assert tracker.stocked_out(300.0) == []
+    assert "v6e" not in tracker.stockout_since
+
+
+def test_pods_on_a_failed_node_do_not_make_the_variant_broken() -> None:
+    tracker = HealthTracker()
+    unready = [pod("a", node="n1", ready=False, age=1000)]
+    tracker.observe(unready, {"ns/chat": 50.0}, now=0.0, wall=NOW,
+                    nodes={"n1": node("n1", ready=False)})
+    assert tracker.broken_variants(0.0) == frozenset()
+    tracker.observe(unready, {"ns/chat": 50.0}, now=0.0, wall=NOW, nodes={"n1": node("n1")})
+    assert tracker.broken_variants(0.0) == {("ns/chat", "v6e")}

@@ -31,6 +31,13 @@ def _age(pod: Mapping[str, Any], now: dt.datetime) -> float:
     return (now - when).total_seconds()
 
 
+def _created(pod: Mapping[str, Any]) -> dt.datetime:
+    created = pod["metadata"].get("creationTimestamp")
+    if not created:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+
+
 def _condition(pod: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
     for cond in pod["status"].get("conditions") or []:
         if cond.get("type") == type_:
@@ -97,10 +104,15 @@ class HealthTracker:
     # why each verdict was given, for status and Events
     stockout_why: dict[str, str] = field(default_factory=dict)
     broken_why: dict[tuple[str, str], str] = field(default_factory=dict)
+    # when each node pool was last found stocked out: only pods created after that and
+    # scheduled prove the pool works again (older pods were placed before the stockout)
+    stockout_since: dict[str, dt.datetime] = field(default_factory=dict)
 
     def observe(self, pods: Iterable[Mapping[str, Any]], ready_timeouts: Mapping[str, float],
-                now: float, wall: dt.datetime) -> None:
-        """Update verdicts from our pods. `ready_timeouts`: pool key -> readyTimeoutSeconds."""
+                now: float, wall: dt.datetime,
+                nodes: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Update verdicts from our pods. `ready_timeouts`: pool key -> readyTimeoutSeconds;
+        `nodes` (name -> view) lets pods on failed nodes be judged as the node's fault."""
         pending: dict[str, int] = {}
         scheduled_ok: set[str] = set()
         failing: dict[tuple[str, str], list[str]] = {}
@@ -116,7 +128,11 @@ class HealthTracker:
                 if age >= self.stockout_seconds:
                     pending[node_pool] = pending.get(node_pool, 0) + 1
                 continue
-            if pod["spec"].get("nodeName"):
+            node_name = pod["spec"].get("nodeName")
+            if nodes is not None and node_name and not node_is_healthy(nodes.get(node_name)):
+                continue  # its node failed: neither the variant's nor the pool's fault
+            since = self.stockout_since.get(node_pool)
+            if node_name and (since is None or _created(pod) > since):
                 scheduled_ok.add(node_pool)
             reasons = set(pod["status"].get("waiting") or []) & BROKEN_REASONS
             ready = _condition(pod, "Ready").get("status") == "True"
@@ -131,10 +147,12 @@ class HealthTracker:
             if not self.stockouts.active(node_pool, now):
                 self.stockout_why[node_pool] = (
                     f"{count} replica(s) unschedulable for over {self.stockout_seconds:.0f} s")
+                self.stockout_since[node_pool] = wall
             self.stockouts.trip(node_pool, now)
         for node_pool in scheduled_ok - set(pending):
             if not self.stockouts.active(node_pool, now):
                 self.stockouts.clear(node_pool)
+                self.stockout_since.pop(node_pool, None)
         for variant, why in failing.items():
             if variant in healthy_variants:
                 continue  # some replicas work: a bad node, not a bad variant

@@ -88,7 +88,8 @@ class Planner:
             stockouts=Backoff(initial=settings.retry_backoff_seconds),
             broken=Backoff(initial=settings.retry_backoff_seconds))
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
-        self.failed_over: dict[str, dict[str, str]] = {}  # pool key -> dead node pool -> variant
+        # pool key -> (reason, node pool) -> variant: failures that moved its replicas
+        self.affected: dict[str, dict[tuple[str, str], str]] = {}
         self.last_report: Report | None = None
         self.reconciles = 0
         self.metrics = OperatorMetrics()
@@ -162,7 +163,7 @@ class Planner:
         t0 = time.perf_counter()
         now = time.monotonic()
         self.health.observe(pods, {p.key: float(p.model.spec.rollout.ready_timeout_seconds)
-                                   for p in pools}, now, now_wall)
+                                   for p in pools}, now, now_wall, nodes)
         stocked_out = self.health.stocked_out(now)
         broken = self.health.broken_variants(now)
         call = planning.engine_call(cluster, {k: d.required_rps for k, d in demands.items()},
@@ -299,28 +300,33 @@ class Planner:
                       dead: frozenset[str], stocked_out: list[str],
                       broken: frozenset[tuple[str, str]], now: float
                       ) -> dict[str, list[tuple[str, str]]]:
-        """Per pool key: (reason, message) of every failure that currently affects it."""
+        """Per pool key: (reason, message) of every failure that currently affects it.
+
+        A lost or stocked-out node pool is remembered per InferencePool until the node pool
+        recovers, not only while replicas are still there to move."""
         out: dict[str, list[tuple[str, str]]] = {p.key: [] for p in pools}
         for (pool_key, variant, node_pool), d in sorted(live.items()):
-            if pool_key not in out:
+            if pool_key not in out or d.replicas == 0:
                 continue
-            if node_pool in dead and d.replicas > 0:
-                # remembered until the node pool is healthy again, not just while replicas
-                # are still there to move
-                self.failed_over.setdefault(pool_key, {})[node_pool] = variant
+            if node_pool in dead:
+                self.affected.setdefault(pool_key, {})[("NodePoolLost", node_pool)] = variant
             if node_pool in stocked_out:
-                out[pool_key].append(("Stockout", f"node pool {node_pool} is stocked out ("
-                                      f"{self.health.stockout_why.get(node_pool, '')}); "
-                                      "spilling elsewhere, retrying it later"))
-        for pool_key, lost in list(self.failed_over.items()):
-            for node_pool, variant in sorted(lost.items()):
-                if node_pool not in dead or pool_key not in out:
-                    del lost[node_pool]
-                    continue
-                out[pool_key].append(("NodePoolLost", f"node pool {node_pool} has no healthy "
-                                      f"node: replicas of {variant} moved elsewhere"))
-            if not lost:
-                del self.failed_over[pool_key]
+                self.affected.setdefault(pool_key, {})[("Stockout", node_pool)] = variant
+        for pool_key, entries in list(self.affected.items()):
+            for (reason, node_pool), variant in sorted(entries.items()):
+                still = node_pool in dead if reason == "NodePoolLost" else (
+                    node_pool in stocked_out)
+                if not still or pool_key not in out:
+                    del entries[(reason, node_pool)]
+                elif reason == "NodePoolLost":
+                    out[pool_key].append((reason, f"node pool {node_pool} has no healthy node: "
+                                          f"replicas of {variant} moved elsewhere"))
+                else:
+                    out[pool_key].append((reason, f"node pool {node_pool} is stocked out ("
+                                          f"{self.health.stockout_why.get(node_pool, '')}); "
+                                          "spilling elsewhere, retrying it later"))
+            if not entries:
+                del self.affected[pool_key]
         for pool_key, variant in sorted(broken):
             if pool_key in out:
                 out[pool_key].append(("VariantDegraded", f"variant {variant} is failing ("

@@ -1,10 +1,11 @@
 """MILP libraries behind one small interface, so the staged solve in milp.py names none.
 
-SCIP (through PySCIPOpt) is the default: on the benchmark's cost stage it proves optimality
-about ten times faster than HiGHS (docs/placement.md has the numbers). HiGHS is the fallback
-when PySCIPOpt is not installed; it is a dependency anyway, for the fast path's LP.
-OR-Tools was measured too but cannot share a process with highspy (both bundle HiGHS and their
-symbols clash), so it is not offered.
+HiGHS is the default (docs/placement.md has the measurements): it is already a dependency for
+the fast path's LP, and it closed every stage of the benchmark instances, while SCIP (through
+PySCIPOpt), although several times faster on some cost stages, stalled on a resilience stage
+that HiGHS proved in seconds. SCIP stays selectable for measurement when PySCIPOpt is
+installed. OR-Tools was measured too but cannot share a process with highspy (both bundle
+HiGHS and their symbols clash), so it is not offered.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ class Backend(Protocol):
 
 
 def default_backend() -> BackendName:
-    return "scip" if importlib.util.find_spec("pyscipopt") is not None else "highs"
+    return "highs"
+
+
+def available(name: BackendName) -> bool:
+    return name == "highs" or importlib.util.find_spec("pyscipopt") is not None
 
 
 def make_backend(name: BackendName, model: LinearModel) -> Backend:

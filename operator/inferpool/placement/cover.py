@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from inferpool.placement.objective import EPS, shortfall_of, violation_of
 
 NODE_LIMIT = 1500
-RESILIENT_NODE_LIMIT = 300
+RESILIENT_NODE_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class Rules:
     # (per unit of normalised shortfall, per unit of violation): fold both into the cost, as
     # the decomposition's master LP does, instead of ranking them before it
     weights: tuple[float, float] | None = None
+    # at most this many replicas may leave the places they run in (max_moves); None: any
+    max_removed: int | None = None
 
     @property
     def resilient(self) -> bool:
@@ -97,6 +99,13 @@ def evaluate(items: Sequence[Item], counts: Sequence[int], rules: Rules) -> Pool
         scalar = cost + rules.weights[0] * shortfall + rules.weights[1] * violation
         return (0.0, 0.0, round(scalar, 6), -float(pref))
     return (round(shortfall, 9), round(violation, 9), round(cost, 6), -float(pref))
+
+
+def churn_ok(items: Sequence[Item], counts: Sequence[int], rules: Rules) -> bool:
+    if rules.max_removed is None:
+        return True
+    removed = sum(max(0, it.keep - x) for it, x in zip(items, counts, strict=True))
+    return removed <= rules.max_removed
 
 
 def best_cover(items: Sequence[Item], rules: Rules) -> list[int]:
@@ -161,8 +170,10 @@ def _undominated(items: Sequence[Item], rules: Rules) -> list[int]:
 def _spread_greedy(items: Sequence[Item], rules: Rules) -> list[int]:
     """A first cover that respects the family share: cheapest per rps first, skipping a
     replica that would push its family above the share of the capacity reached so far."""
-    order = sorted(range(len(items)),
-                   key=lambda i: (items[i].cost / items[i].rps if items[i].rps > 0 else math.inf, i))
+    order = sorted(
+        range(len(items)),
+        key=lambda i: (items[i].cost / items[i].rps if items[i].rps > 0 else math.inf, i),
+    )
     counts = [0] * len(items)
     fam = [0.0, 0.0, 0.0]
     cap = 0.0
@@ -265,7 +276,9 @@ class _Search:
         """Seed the search with a known cover (counts indexed like the input items)."""
         counts = [counts_in_input_order[i] for i in self.order]
         key = evaluate(self.items, counts, self.rules)
-        if key[0] == 0.0 and (self.best_key is None or key < self.best_key):
+        if key[0] == 0.0 and (self.best_key is None or key < self.best_key) and churn_ok(
+            self.items, counts, self.rules
+        ):
             self.best_key, self.best = key, counts
 
     def run(self) -> list[int] | None:
@@ -308,7 +321,10 @@ class _Search:
         need_n = rules.min_replicas - n
         if need <= EPS and need_n <= 0:
             key = (round(cost, 6), -float(pref))
-            if key < self._plain_best:
+            if key < self._plain_best and (
+                rules.max_removed is None
+                or churn_ok(self.items, self.counts[:i] + [0] * (len(self.items) - i), rules)
+            ):
                 self._plain_best = key
                 self.best = self.counts[:i] + [0] * (len(self.items) - i)
                 self.best_key = (0.0, 0.0, key[0], key[1])
@@ -342,6 +358,8 @@ class _Search:
         counts[i] = 0
 
     def _dfs(self, i: int, cap: float, n: int, cost: float) -> None:
+        """The search with resilience rules: covers are evaluated whole (shares depend on the
+        mix), and more capacity than demand may pay off when it lowers a share."""
         self.nodes += 1
         rules = self.rules
         need = rules.required - cap
@@ -349,35 +367,21 @@ class _Search:
         if self.best_key is not None:
             if self.nodes > RESILIENT_NODE_LIMIT:
                 return
-            # cost pruning is valid once the incumbent has no violation to improve on
-            if self.best_key[1] == 0.0:
-                if cost + self._lower_bound(i, need, need_n) >= self.best_key[2] - 1e-9:
-                    return
-        if i == len(self.items) or (need <= EPS and need_n <= 0 and not rules.resilient):
-            saved = self.counts[i:]
-            self.counts[i:] = [0] * (len(self.items) - i)
+            # cost pruning is valid once the incumbent has no violation left to improve on
+            bound = cost + self._lower_bound(i, need, need_n)
+            if self.best_key[1] == 0.0 and bound >= self.best_key[2] - 1e-9:
+                return
+        if i == len(self.items):
             key = evaluate(self.items, self.counts, rules)
-            if key[0] == 0.0 and (self.best_key is None or key < self.best_key):
+            if (key[0] == 0.0 and (self.best_key is None or key < self.best_key)
+                    and churn_ok(self.items, self.counts, rules)):
                 self.best_key = key
                 self.best = list(self.counts)
-            self.counts[i:] = saved
-            if i == len(self.items):
-                return
-            if not rules.resilient:
-                return
+            return
         item = self.items[i]
-        if item.rps > 0:
-            useful = math.ceil(max(0.0, self.target - cap) / item.rps - 1e-9)
-        else:
-            useful = 0
+        useful = math.ceil(max(0.0, self.target - cap) / item.rps - 1e-9) if item.rps > 0 else 0
         upper = min(item.avail, rules.max_replicas - n, max(useful, need_n))
-        if i == len(self.items) - 1 and not rules.resilient:
-            # last item: only the smallest count that completes the cover can be optimal
-            least = max(useful, need_n, 0)
-            candidates: range = range(least, least - 1, -1) if least <= upper else range(0)
-        else:
-            candidates = range(max(upper, 0), -1, -1)
-        for x in candidates:
+        for x in range(max(upper, 0), -1, -1):
             self.counts[i] = x
             self._dfs(i + 1, cap + x * item.rps, n + x, cost + item_cost(item, x))
             if self.nodes > RESILIENT_NODE_LIMIT and self.best_key is not None:

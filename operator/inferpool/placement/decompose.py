@@ -20,15 +20,15 @@ import highspy
 import numpy as np
 
 from inferpool.placement.cover import Item, best_cover, evaluate
-from inferpool.placement.linear import INF, LinearModel
+from inferpool.placement.linear import INF, LinearModel, new_highs
 from inferpool.placement.state import State, rules_of
 
-MAX_ROUNDS = 8
+MAX_ROUNDS = 6
 PRICE_TOLERANCE = 0.005
 # Scalarisation of the lexicographic objective inside the master LP (guidance only).
-SHORTFALL_WEIGHT = 50.0  # x the pool's cost scale, per unit of normalised shortfall
+SHORTFALL_WEIGHT = 10.0  # x the largest pool's cost, per unit of normalised shortfall
 TIER_FACTOR = 100.0  # each higher priority tier weighs this much more
-VIOLATION_WEIGHT = 20.0  # x the pool's cost scale, per unit of normalised violation
+VIOLATION_WEIGHT = 4.0  # x the largest pool's cost, per unit of normalised violation
 
 Shadow = dict[tuple[int, int], float]  # (capacity class, replica size) -> price per replica
 
@@ -48,7 +48,7 @@ class _Master:
         self.model = LinearModel()
         self.highs: highspy.Highs | None = None
         # rows: one convexity row per pool, then capacity rows per (class, size) and limits
-        for info in pr.pools:
+        for _ in pr.pools:
             self.model.row((), 1.0, 1.0)
         self.usage: dict[tuple[int, int], list[tuple[int, float]]] = defaultdict(list)
         members: dict[int, list[int]] = defaultdict(list)
@@ -93,7 +93,9 @@ class _Master:
         new = range(first, len(self.col_cost))
         if not new:
             return
-        starts, index, value = [], [], []
+        starts: list[int] = []
+        index: list[int] = []
+        value: list[float] = []
         for c in new:
             starts.append(len(index))
             rows = self.col_rows[c]
@@ -142,9 +144,7 @@ class _Master:
         lp.a_matrix_.start_ = np.asarray(starts, dtype=np.int32)
         lp.a_matrix_.index_ = np.asarray(index, dtype=np.int32)
         lp.a_matrix_.value_ = np.asarray(value, dtype=float)
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)
+        h = new_highs()
         h.passModel(lp)
         return h
 
@@ -153,15 +153,16 @@ def guide(state: State, deadline: float) -> Guidance | None:
     """Column generation until no pattern prices out, MAX_ROUNDS, or the deadline."""
     pr = state.problem
     master = _Master(state)
-    scales = [_cost_scale(state, p) for p in range(len(pr.pools))]
+    # one scale for all pools: the objective counts every pool's normalised shortfall alike
+    scale = max((_cost_scale(state, p) for p in range(len(pr.pools))), default=1.0)
     tiers = pr.priority_tiers()
     tier_weight = {p: TIER_FACTOR ** rank for rank, tier in enumerate(reversed(tiers))
                    for p in tier}
     static = [_static_items(state, p) for p in range(len(pr.pools))]
 
     weighted = [
-        replace(rules_of(pr, p), weights=(SHORTFALL_WEIGHT * tier_weight[p] * scales[p],
-                                          VIOLATION_WEIGHT * scales[p]))
+        replace(rules_of(pr, p), weights=(SHORTFALL_WEIGHT * tier_weight[p] * scale,
+                                          VIOLATION_WEIGHT * scale))
         for p in range(len(pr.pools))
     ]
 

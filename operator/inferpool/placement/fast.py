@@ -24,15 +24,15 @@ from dataclasses import dataclass
 
 from inferpool.placement.cover import best_cover
 from inferpool.placement.decompose import Guidance, guide
-from inferpool.placement.linear import INF, LinearModel
 from inferpool.placement.objective import EPS, pool_terms
 from inferpool.placement.problem import Problem
 from inferpool.placement.state import State
 
 MAX_PASSES = 4
 MAX_EJECT_CANDIDATES = 12  # holders tried per (pool, capacity class) in a repair
-GUIDE_SHARE = 0.6  # of the budget for the decomposition; the rest for rounding and repair
-# above this share of pools needing repair, a re-plan optimises globally instead of locally
+GUIDE_SHARE = 0.6
+REPAIR_SHARE_END = 0.85  # repairs stop here, leaving the rest for the last improvement  # of the budget for the decomposition; the rest for rounding and repair
+# above this share of pools touched by a change, a re-plan optimises globally, not locally
 INCREMENTAL_LIMIT = 0.25
 
 
@@ -49,13 +49,17 @@ def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastRes
     touched, unhappy = _start_from_current(state)
     dirty = touched | unhappy
     has_current = any(problem.opt_current) or bool(problem.stale_current)
-    incremental = has_current and not full and len(dirty) <= INCREMENTAL_LIMIT * max(
+    # a re-plan stays local unless the change itself (replicas that no longer fit or exist)
+    # is large; pools that were short or outside their limits before are retried locally
+    incremental = has_current and not full and len(touched) <= INCREMENTAL_LIMIT * max(
         1, len(problem.pools)
     )
     if incremental:
+        dirty |= _cheaper_with_room(state)
         passes = _improve(state, dirty, deadline, all_pools=False)
-        if _repair(state, deadline, only=touched):
-            passes += _improve(state, dirty, deadline, all_pools=False)
+        repaired = _repair(state, deadline, only=touched)
+        if repaired:
+            passes += _improve(state, repaired, deadline, all_pools=False)
         return FastResult(list(state.counts), "incremental", passes, lp_used=False)
 
     began = time.perf_counter()
@@ -71,8 +75,10 @@ def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastRes
         skip = {p for p in dirty if state.group_counts(p) in settled[p]}
         dirty -= skip
     passes = _improve(state, dirty, deadline, all_pools=True, skip=skip)
-    if _repair(state, deadline):
-        passes += _improve(state, set(range(len(problem.pools))), deadline, all_pools=False)
+    repaired = _repair(state, began + REPAIR_SHARE_END * (deadline - began))
+    if repaired:
+        # the pools a repair changed, then whatever shares capacity with them
+        passes += _improve(state, repaired, deadline, all_pools=True)
     return FastResult(list(state.counts), "global", passes, lp_used=guidance is not None)
 
 
@@ -103,6 +109,35 @@ def _start_from_current(state: State) -> tuple[set[int], set[int]]:
         ):
             unhappy.add(info.index)
     return touched, unhappy
+
+
+def _cheaper_with_room(state: State) -> set[int]:
+    """Pools that have room, now, in a group cheaper per rps than one they use: the only
+    pools whose re-solve could save anything when nothing else changed."""
+    pr = state.problem
+    memo: dict[tuple[int, int], int] = {}
+
+    def room(o: int) -> int:
+        key = (pr.opt_node_pool[o], pr.opt_k[o])
+        if key not in memo:
+            memo[key] = state.room(o)
+        return memo[key]
+
+    found = set()
+    for info in pr.pools:
+        used = [g for g in state.groups[info.index] if any(state.counts[o] for o in g.options)]
+        if not used:
+            continue
+        worst = max(_per_rps(pr, g.options[0]) for g in used)
+        for g in state.groups[info.index]:
+            if _per_rps(pr, g.options[0]) < worst - EPS and any(room(o) for o in g.options):
+                found.add(info.index)
+                break
+    return found
+
+
+def _per_rps(pr: Problem, o: int) -> float:
+    return pr.opt_cost[o] / pr.opt_rps[o] if pr.opt_rps[o] > 0 else math.inf
 
 
 def _over_provisioned(state: State, p: int, capacity: float, replicas: int) -> bool:
@@ -162,19 +197,21 @@ def reoptimize(state: State, p: int) -> bool:
     return False
 
 
-def _key(state: State, p: int) -> tuple[float, float, float, float]:
+def _key(state: State, p: int) -> tuple[float, float, float, float, float]:
     t = pool_terms(state.problem, p, state.counts)
-    return (round(t.shortfall, 9), round(t.violation, 9), round(t.adjusted_cost, 6),
+    limit = state.problem.options_in.max_moves
+    excess = float(max(0, state.removed - limit)) if limit is not None else 0.0
+    return (round(t.shortfall, 9), excess, round(t.violation, 9), round(t.adjusted_cost, 6),
             -float(t.preference))
 
 
-def _repair(state: State, deadline: float, only: set[int] | None = None) -> bool:
+def _repair(state: State, deadline: float, only: set[int] | None = None) -> set[int]:
     """Ejection for pools still short or outside their resilience limits: a pool holding a
     capacity class they could use re-covers itself without that class, and the first pool
     re-solves. Accepted only if the pair's objective improves (coverage by priority first,
     then resilience, then cost), so nothing is ever made worse."""
     pr = state.problem
-    changed = False
+    changed: set[int] = set()
 
     def unhappy(p: int) -> bool:
         t = pool_terms(pr, p, state.counts)
@@ -200,7 +237,7 @@ def _repair(state: State, deadline: float, only: set[int] | None = None) -> bool
                 if time.perf_counter() > deadline:
                     return changed
                 if _eject(state, p, q, klass):
-                    changed = True
+                    changed.update((p, q))
                     for g in state.groups[p] + state.groups[q]:
                         holders_of[g.klass].update((p, q))
                     if not unhappy(p):
@@ -216,6 +253,7 @@ def _eject(state: State, p: int, q: int, klass: int) -> bool:
     old_p = state.clear_pool(p)
     items, rules = state.items(p)
     state.place_groups(p, best_cover(items, rules))
+    reoptimize(state, q)  # q may take back what p left over in the class
     if _pair_key(state, (p, q)) < before:
         return True
     state.clear_pool(p)

@@ -54,7 +54,9 @@ class LinearModel:
         self.row_upper.append(upper)
         return len(self.row_lower) - 1
 
-    def to_highs(self, objective: Sequence[float] | None = None, relax: bool = False) -> highspy.Highs:
+    def to_highs(
+        self, objective: Sequence[float] | None = None, relax: bool = False
+    ) -> highspy.Highs:
         lp = highspy.HighsLp()
         lp.num_col_ = self.num_cols
         lp.num_row_ = self.num_rows
@@ -74,9 +76,7 @@ class LinearModel:
                 highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
                 for i in self.integer
             ]
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)  # deterministic, and the machine is shared
+        h = new_highs()
         h.passModel(lp)
         return h
 
@@ -87,3 +87,11 @@ class LinearModel:
             np.asarray(self.row_index, dtype=np.int64),
             np.asarray(self.row_value, dtype=float),
         )
+
+
+def new_highs() -> highspy.Highs:
+    """A silent, single-threaded HiGHS: deterministic, and polite on a shared machine."""
+    h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy's __init__ is unannotated
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    return h

@@ -99,7 +99,8 @@ class MilpModel:
             m.row(((self.x[o], float(pr.opt_k[o])) for o in members), -INF, float(np_cap.limit))
         if np_cap.chain:
             for s in np_cap.sizes:
-                entries = [(self.x[o], float(pr.opt_k[o] // s)) for o in members if pr.opt_k[o] >= s]
+                entries = [(self.x[o], float(pr.opt_k[o] // s))
+                           for o in members if pr.opt_k[o] >= s]
                 m.row(entries, -INF, float(np_cap.slots(s)))
             return
         # patterns: y[f, pattern] nodes with f free packed as `pattern`
@@ -185,6 +186,8 @@ class MilpModel:
     ) -> MilpResult:
         began = time.perf_counter()
         pr = self.problem
+        if self.model.num_cols == 0:  # nothing can be placed: the empty plan is optimal
+            return MilpResult([], True, time.perf_counter() - began, (), 0.0)
         if start is not None:
             self._mark_zero_stages(start)
         solver = make_backend(backend or default_backend(), self.model)

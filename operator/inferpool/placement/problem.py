@@ -259,7 +259,7 @@ def _build_structure(
     ]
     if len({p.key for p in pools}) != len(pools):
         raise ValueError("InferencePool keys must be unique")
-    problem = _Structure(pools=pools, np_class=capacity_classes(node_pools), sizes={})  # noqa: E501
+    problem = _Structure(pools=pools, np_class=capacity_classes(node_pools), sizes={})
     by_family: dict[str, list[NodePoolCapacity]] = defaultdict(list)
     for npc in node_pools:
         by_family[npc.pool.family].append(npc)

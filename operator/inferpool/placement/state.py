@@ -7,6 +7,7 @@ over-commit a node.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from inferpool.placement.cover import Item, Rules
 from inferpool.placement.packing import PackState
@@ -18,6 +19,8 @@ class State:
         self.problem = problem
         self.packs = [PackState(np) for np in problem.node_pools]
         self.counts = [0] * problem.n_options
+        # replicas taken from where they run (max_moves counts these); stale ones always are
+        self.removed = sum(problem.opt_current) + sum(problem.stale_current.values())
         self.classes = problem.np_class
         self.groups = problem.pool_groups
         self._largest_node = [max(np.free, default=0) for np in problem.node_pools]
@@ -31,6 +34,8 @@ class State:
         """Add up to m replicas of option o; returns how many fitted."""
         m = min(m, self.room(o))
         if m > 0:
+            cur, before = self.problem.opt_current[o], self.counts[o]
+            self.removed -= max(0, cur - before) - max(0, cur - before - m)
             self.counts[o] += m
             self.packs[self.problem.opt_node_pool[o]].add(self.problem.opt_k[o], m)
         return max(m, 0)
@@ -38,6 +43,8 @@ class State:
     def remove(self, o: int, m: int) -> None:
         m = min(m, self.counts[o])
         if m > 0:
+            cur, before = self.problem.opt_current[o], self.counts[o]
+            self.removed += max(0, cur - before + m) - max(0, cur - before)
             self.counts[o] -= m
             self.packs[self.problem.opt_node_pool[o]].remove(self.problem.opt_k[o], m)
 
@@ -82,7 +89,13 @@ class State:
                     group=pr.opt_node_pool[o0] if len(group.options) == 1 else -1 - group.klass,
                 )
             )
-        return items, rules_of(pr, p)
+        rules = rules_of(pr, p)
+        if pr.options_in.max_moves is not None:
+            # what this pool may still take away, its own replicas being released already
+            own = sum(pr.opt_current[o] for o in pr.pools[p].options)
+            allowance = pr.options_in.max_moves - (self.removed - own)
+            rules = replace(rules, max_removed=max(0, allowance))
+        return items, rules
 
     def place_groups(self, p: int, counts: Sequence[int]) -> None:
         """Spread each group's replicas over its node pools, largest replicas first."""

@@ -377,6 +377,6 @@ def shapes_of(scenario: Scenario) -> dict[tuple[str, str], Shape]:
     return {
         (m.name, v.name): Shape(m.name, v.name, v.accelerator.family,
                                 replica_accelerators(v.accelerator), float(v.capacity),
-                                scenario.startup(m, v))
+                                scenario.startup(v))
         for m in scenario.models for v in m.variants}
 

@@ -3,8 +3,8 @@
 - `inferpool`: the operator's planner loop with its own code: DemandTracker per pool,
   HealthTracker (stockout and broken-variant backoff) fed with pod views, `planning.engine_call`
   for the engine's arguments, `place()`, then `make_before_break` and the replacement of pods on
-  failed nodes. Only the loop's glue is restated (which node pools are dead, when a rebalance
-  started), because planner.py imports the Kubernetes client.
+  failed nodes. Only the loop's glue is restated (which node pools are dead, the bookkeeping
+  of `rebalance_started`), because planner.py imports the Kubernetes client.
 - `static`: one Deployment per model on NVIDIA (the model's cheapest NVIDIA variant per rps),
   scaled by the same DemandTracker like an autoscaler would; the Kubernetes scheduler spreads its
   pods over every node pool of that product; a failed node's pods leave only by eviction.
@@ -33,6 +33,7 @@ from inferpool.controller.translate import (
     ParsedPool,
     make_before_break,
     to_demand,
+    unready,
 )
 from inferpool.placement import PlacementKey, PlacementOptions, Plan, PoolDemand, place
 from inferpool.placement.baselines import greedy_spillover
@@ -157,12 +158,11 @@ class InferpoolPolicy:
             p.name for p in snapshot.pools
             if not any(n.ready and n.schedulable for n in snapshot.nodes_of(p.name))}
         no_hold = frozenset(dead) | frozenset(stocked_out)
-        growing = {k[0] for k, n in plan.replicas.items()
-                   if n > (live[k].replicas if k in live else 0)}
+        starting = unready(plan.replicas, live)
         for pool_key in list(self.rebalance_started):
-            if pool_key not in growing:
+            if pool_key not in starting:
                 del self.rebalance_started[pool_key]
-        for pool_key in growing:
+        for pool_key in starting:
             self.rebalance_started.setdefault(pool_key, now)
         gate = make_before_break(plan.replicas, live, self.tracked.by_key,
                                  self.rebalance_started, now, no_hold, broken)

@@ -340,7 +340,8 @@ class Scenario(Strict):
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
 
-    def startup(self, model: ModelSpec, variant: VariantSpec) -> float:
+    def startup(self, variant: VariantSpec) -> float:
+        """Seconds from scheduled to Ready: the variant's override, else its family's."""
         if variant.startup_seconds is not None:
             return float(variant.startup_seconds)
         return self.startup_seconds.of(variant.accelerator.family)
