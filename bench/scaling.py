@@ -58,11 +58,7 @@ CAPACITY = {v.family: v.capacity_rps for v in VARIANTS}
 
 
 def cheapest_first(required_rps: float) -> dict[str, int]:
-    """Stand-in for the placement engine: fill the cheapest $/rps family first, up to its stock.
-
-    The lead swaps in the real engine (`inferpool.placement.place` on a snapshot of these
-    pools) by replacing this one function; everything else only sees a `Planner`.
-    """
+    """Greedy cheapest $/rps family first, up to its stock (kept for comparison)."""
     plan = {v.family: 0 for v in VARIANTS}
     left = required_rps
     for v in sorted(VARIANTS, key=lambda v: v.cost_per_hour / v.capacity_rps):
@@ -74,7 +70,41 @@ def cheapest_first(required_rps: float) -> dict[str, int]:
     return plan
 
 
-PLANNER: Planner = cheapest_first
+def engine_planner() -> Planner:
+    """The real placement engine on three node pools (one replica per node), re-planning from
+    its own last placement so hysteresis applies as in the operator."""
+    from inferpool.cluster import ClusterSnapshot, Node, NodePool
+    from inferpool.placement import PlacementOptions, PoolDemand, VariantDemand, place
+
+    resource = {"nvidia": "nvidia.com/gpu", "tpu": "google.com/tpu",
+                "neuron": "aws.amazon.com/neuron"}
+    snapshot = ClusterSnapshot(
+        pools=tuple(NodePool(name=v.family, family=v.family, product=None,  # type: ignore[arg-type]
+                             topology=None, price_per_accelerator_hour=v.cost_per_hour,
+                             capacity_type="on-demand", node_selector={}, resource=resource[
+                                 v.family]) for v in VARIANTS),
+        nodes=tuple(Node(name=f"{v.family}-{i}", pool=v.family, allocatable=1)
+                    for v in VARIANTS for i in range(v.stock)))
+    variants = tuple(VariantDemand(name=v.family, family=v.family,  # type: ignore[arg-type]
+                                   product=None, topology=None, accelerators=1,
+                                   capacity_rps=v.capacity_rps, cost_per_hour=v.cost_per_hour)
+                     for v in VARIANTS)
+    current: dict[tuple[str, str, str], int] = {}
+
+    def plan(required_rps: float) -> dict[str, int]:
+        demand = PoolDemand(key="bench/model", required_rps=required_rps, min_replicas=1,
+                            max_replicas=sum(v.stock for v in VARIANTS), variants=variants)
+        result = place(snapshot, [demand], current, PlacementOptions())
+        current.clear()
+        current.update(result.replicas)
+        out = {v.family: 0 for v in VARIANTS}
+        for (_, variant, _), n in result.replicas.items():
+            out[variant] += n
+        return out
+
+    return plan
+
+
 
 
 @dataclass(frozen=True)
@@ -227,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ScalingSettings(target_utilization=TARGET_UTILIZATION),
             demand,
             args.tick,
-            PLANNER,
+            engine_planner(),
         ),
         replay(
             "naive",
@@ -239,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             demand,
             args.tick,
-            PLANNER,
+            engine_planner(),
         ),
     ]
     every = max(1, int(args.sample_minutes * 60 / args.tick))
@@ -249,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tick_seconds": args.tick,
             "seed": args.seed,
             "target_utilization": TARGET_UTILIZATION,
-            "planner": "cheapest-first stand-in",
+            "planner": "inferpool.placement.place (the real engine)",
             "spikes": [vars(s) for s in SPIKES],
             "outage_hours": list(OUTAGE),
         },

@@ -26,9 +26,9 @@ from inferpool.placement.state import State, rules_of
 MAX_ROUNDS = 6
 PRICE_TOLERANCE = 0.005
 # Scalarisation of the lexicographic objective inside the master LP (guidance only).
-SHORTFALL_WEIGHT = 10.0  # x the largest pool's cost, per unit of normalised shortfall
+SHORTFALL_WEIGHT = 20.0  # x the largest pool's cost, per unit of normalised shortfall
 TIER_FACTOR = 100.0  # each higher priority tier weighs this much more
-VIOLATION_WEIGHT = 4.0  # x the largest pool's cost, per unit of normalised violation
+VIOLATION_WEIGHT = 1.0  # x the largest pool's cost, per unit of normalised violation
 
 Shadow = dict[tuple[int, int], float]  # (capacity class, replica size) -> price per replica
 
