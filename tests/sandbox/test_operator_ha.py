@@ -86,3 +86,23 @@ def test_operator_killed_mid_rebalance_converges_without_duplicates_or_dropping_
         stop.set()
         watcher.join()
     assert min(lowest) >= 3, f"ready replicas dropped to {min(lowest)}"
+
+
+def test_leader_change_during_a_pool_failure_still_fails_over(
+    sandbox: Sandbox, ns: str, ops: list[OperatorProcess], tmp_path: Path
+) -> None:
+    op = OperatorProcess(sandbox, tmp_path, "before").start()
+    ops.append(op)
+    op.wait_leader()
+    apply(sandbox, ns, ipool("fo", 30, [H100, V6E], min_=3))
+    settle(sandbox, ns, {"fo-v6e-v6e": 3})
+    sandbox.inferpool("sandbox", "fail", "--name", sandbox.name, "--pool", "v6e")
+    try:
+        op.kill()  # the operator dies while its replicas' pool is dying
+        after = OperatorProcess(sandbox, tmp_path, "after").start()
+        ops.append(after)
+        after.wait_leader(timeout=40)
+        settle(sandbox, ns, {"fo-h100-h100": 3}, timeout=60)
+    finally:
+        sandbox.inferpool("sandbox", "recover", "--name", sandbox.name, "--pool", "v6e")
+    settle(sandbox, ns, {"fo-v6e-v6e": 3}, timeout=90)
