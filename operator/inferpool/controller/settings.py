@@ -41,6 +41,7 @@ def _env(name: str, default: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     d = Settings()
     a = parser.add_argument
     a("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig (default: in-cluster"
@@ -48,17 +49,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--namespace", action="append", dest="namespaces",
       default=[n for n in _env("namespaces", "").split(",") if n],
       help="watch only this namespace (repeatable; default: all)")
-    a("--tick-seconds", type=float, default=float(_env("tick-seconds", str(d.tick_seconds))))
+    a("--tick-seconds", type=float, default=float(_env("tick-seconds", str(d.tick_seconds))),
+      help="re-plan at least this often, even when nothing changed (reads load sources)")
     a("--debounce-seconds", type=float,
-      default=float(_env("debounce-seconds", str(d.debounce_seconds))))
-    a("--lease-name", default=_env("lease-name", d.lease_name))
+      default=float(_env("debounce-seconds", str(d.debounce_seconds))),
+      help="changes arriving within this window make one plan")
+    a("--lease-name", default=_env("lease-name", d.lease_name),
+      help="coordination.k8s.io Lease that elects the one planning instance")
     a("--lease-namespace", default=_env("lease-namespace",
                                         os.environ.get("POD_NAMESPACE", d.lease_namespace)))
-    a("--lease-seconds", type=int, default=int(_env("lease-seconds", str(d.lease_seconds))))
-    a("--identity", default=_env("identity", d.identity))
-    a("--solver", choices=("auto", "milp", "fast"), default=_env("solver", d.solver))
+    a("--lease-seconds", type=int, default=int(_env("lease-seconds", str(d.lease_seconds))),
+      help="a standby takes over this long after the leader stops renewing")
+    a("--identity", default=_env("identity", d.identity), help="this instance's Lease holder name")
+    a("--solver", choices=("auto", "milp", "fast"), default=_env("solver", d.solver),
+      help="placement solver: exact MILP, the fast heuristic, or auto by instance size")
     a("--solver-time-budget-seconds", type=float,
-      default=float(_env("solver-time-budget-seconds", str(d.solver_time_budget_seconds))))
+      default=float(_env("solver-time-budget-seconds", str(d.solver_time_budget_seconds))),
+      help="time the exact solver may take before the fast path's plan is used")
     a("--hysteresis", type=float, default=float(_env("hysteresis", str(d.hysteresis))),
       help="relative cost saving below which replicas are not moved")
     a("--prometheus-url", default=_env("prometheus-url", "") or None,
@@ -84,8 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--allow-privileged-namespace", action="append", dest="allow_privileged_namespaces",
       default=[n for n in _env("allow-privileged-namespaces", "").split(",") if n],
       help="namespace whose pod templates may be privileged/use host namespaces or hostPath")
-    a("--metrics-port", type=int, default=int(_env("metrics-port", str(d.metrics_port))))
-    a("--health-port", type=int, default=int(_env("health-port", str(d.health_port))))
+    a("--metrics-port", type=int, default=int(_env("metrics-port", str(d.metrics_port))),
+      help="/metrics, /readyz and /healthz (0: off)")
+    a("--health-port", type=int, default=int(_env("health-port", str(d.health_port))),
+      help="kopf's liveness endpoint /healthz")
     a("--log-level", choices=("debug", "info", "warning", "error"),
       default=_env("log-level", d.log_level))
     a("--log-format", choices=("json", "console"), default=_env("log-format", d.log_format))

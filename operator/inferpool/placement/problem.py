@@ -57,11 +57,6 @@ class PoolInfo:
     def key(self) -> str:
         return self.demand.key
 
-    @property
-    def has_resilience(self) -> bool:
-        d = self.demand
-        return d.max_family_share < 1.0 or d.max_node_pool_share < 1.0 or d.min_families > 1
-
 
 @dataclass(slots=True)
 class Problem:
@@ -259,7 +254,7 @@ def _build_structure(
     ]
     if len({p.key for p in pools}) != len(pools):
         raise ValueError("InferencePool keys must be unique")
-    problem = _Structure(pools=pools, np_class=capacity_classes(node_pools), sizes={})
+    built = _Structure(pools=pools, np_class=capacity_classes(node_pools), sizes={})
     by_family: dict[str, list[NodePoolCapacity]] = defaultdict(list)
     for npc in node_pools:
         by_family[npc.pool.family].append(npc)
@@ -277,7 +272,7 @@ def _build_structure(
             ]
             classes: dict[int, list[int]] = defaultdict(list)
             for offset, npc in enumerate(fits):
-                classes[problem.np_class[npc.index]].append(offset)
+                classes[built.np_class[npc.index]].append(offset)
             found = matches[shape] = _Match(
                 node_pools=tuple(npc.index for npc in fits),
                 offsets={npc.pool.name: i for i, npc in enumerate(fits)},
@@ -299,19 +294,19 @@ def _build_structure(
             if m == 0:
                 info.unmatched.append(_why_unmatched(variant, k))
                 continue
-            start = len(problem.opt_pool)
+            start = len(built.opt_pool)
             info.options.extend(range(start, start + m))
-            problem.variant_options[(info.index, variant.name)] = (start, found.offsets)
-            problem.opt_pool.extend([info.index] * m)
-            problem.opt_node_pool.extend(found.node_pools)
-            problem.opt_variant.extend([variant] * m)
-            problem.opt_k.extend([k] * m)
-            problem.opt_rps.extend([max(0.0, variant.capacity_rps)] * m)
+            built.variant_options[(info.index, variant.name)] = (start, found.offsets)
+            built.opt_pool.extend([info.index] * m)
+            built.opt_node_pool.extend(found.node_pools)
+            built.opt_variant.extend([variant] * m)
+            built.opt_k.extend([k] * m)
+            built.opt_rps.extend([max(0.0, variant.capacity_rps)] * m)
             if variant.cost_per_hour is not None:
-                problem.opt_cost.extend([max(0.0, variant.cost_per_hour)] * m)
+                built.opt_cost.extend([max(0.0, variant.cost_per_hour)] * m)
             else:
-                problem.opt_cost.extend(k * price for price in found.prices)
-            problem.opt_family.extend([FAMILY_INDEX[variant.family]] * m)
+                built.opt_cost.extend(k * price for price in found.prices)
+            built.opt_family.extend([FAMILY_INDEX[variant.family]] * m)
             for i in found.node_pools:
                 sizes[i].add(k)
             split = info.demand.max_node_pool_share < 1.0
@@ -322,9 +317,9 @@ def _build_structure(
                 else:
                     groups.append((variant.name, klass,
                                    Group(tuple(start + off for off in offsets), klass)))
-        problem.pool_groups.append([g for _, _, g in groups])
-    problem.sizes = {i: tuple(sorted(ks)) for i, ks in sizes.items()}
-    return problem
+        built.pool_groups.append([g for _, _, g in groups])
+    built.sizes = {i: tuple(sorted(ks)) for i, ks in sizes.items()}
+    return built
 
 
 def capacity_classes(node_pools: Sequence[NodePoolCapacity]) -> list[int]:
