@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from bench.common import Cluster, operator, sandbox, say
+from inferpool.sandbox import control
 from inferpool.sandbox.operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "inferpool.dev", "v1alpha1", "inferencepools"
@@ -55,6 +56,7 @@ TARGET_UTILIZATION = 0.8  # spec.demand.targetUtilization of every pool
 ALTERNATE_PRICE = 1.5  # alternates cost this much more per req/s than a pool's first variant
 # Client-side rate limits of the usual Kubernetes clients, for comparison (the Python client
 # and kopf have none): client-go's rest.Config defaults and controller-runtime's.
+LEASE_REQUESTS_PER_SECOND = 2 / 2.5  # GET + PUT of the leader Lease every lease-seconds / 4
 CLIENT_LIMITS = {"client_go_default": {"qps": 5, "burst": 10},
                  "controller_runtime_default": {"qps": 20, "burst": 30}}
 
@@ -323,29 +325,32 @@ class RssSampler(threading.Thread):
         super().__init__(name="rss", daemon=True)
         self.pid, self.interval = pid, interval
         self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
         while True:
             if (mb := proc_status(self.pid, "VmRSS")) is not None:
                 self.samples.append((time.time(), mb))
-            if self._stop.wait(self.interval):
+            if self._done.wait(self.interval):
                 return
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join(timeout=5)
 
     def between(self, start: float, end: float) -> list[tuple[float, float]]:
         return [(t, v) for t, v in self.samples if start <= t <= end]
 
 
-def _timestamp(line: dict[str, Any]) -> float:
-    raw_ts = str(line.get("timestamp", ""))
+def _parse_time(value: str) -> float:
     try:
-        return dt.datetime.fromisoformat(raw_ts.replace("Z", "+00:00")).timestamp()
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
+
+
+def _timestamp(line: dict[str, Any]) -> float:
+    return _parse_time(str(line.get("timestamp", "")))
 
 
 def reconciles(op: OperatorProcess, start: float, end: float) -> list[dict[str, Any]]:
@@ -380,6 +385,16 @@ def write_rates(lines: Sequence[dict[str, Any]], seconds: float) -> dict[str, An
             "peak_writes_per_second_in_a_reconcile": round(max(bursts, default=0.0), 1)}
 
 
+def api_rates(lines: Sequence[dict[str, Any]], seconds: float, events: int) -> dict[str, Any]:
+    """`write_rates` plus the Events posted and every request the operator makes, counting
+    the leader Lease (its five watch streams are long-lived and not counted)."""
+    out = write_rates(lines, seconds)
+    out["operator_events_posted"] = events
+    out["all_requests_per_second"] = round(
+        (out["writes"] + events) / seconds + LEASE_REQUESTS_PER_SECOND, 2) if seconds else None
+    return out
+
+
 def scrape(port: int) -> dict[str, float]:
     """The operator's own counters from /metrics (unlabelled series and result="success")."""
     wanted = ("inferpool_api_writes_total", "inferpool_pods_replaced_total",
@@ -412,6 +427,7 @@ class Bench:
     cluster: Cluster
     api: client.ApiClient
     summary: dict[str, Any]
+    node_pools: Sequence[NodePool]
     custom: client.CustomObjectsApi = field(init=False)
     core: client.CoreV1Api = field(init=False)
     apps: client.AppsV1Api = field(init=False)
@@ -440,6 +456,13 @@ class Bench:
                     f"({time.time() - started:.0f} s)")
             time.sleep(1.0)
         return None
+
+    def last_ready(self, since: float) -> float | None:
+        """Seconds from `since` to the latest Ready transition of our pods (1 s resolution)."""
+        times = [_parse_time(c["lastTransitionTime"]) for p in self.our_pods()
+                 for c in (p.get("status") or {}).get("conditions") or []
+                 if c.get("type") == "Ready" and c.get("status") == "True"]
+        return round(max(times) - since, 1) if times else None
 
     def our_pods(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = raw(self.core.list_pod_for_all_namespaces,
@@ -482,41 +505,62 @@ class Bench:
 
     # -- failover -------------------------------------------------------------------------
 
-    def failover(self, count: int, timeout: float) -> dict[str, Any]:
-        """Fail `count` nodes hosting replicas, one at a time, each in another node pool
-        (round robin); time from the node's NotReady to its pools' replicas Ready elsewhere."""
+    def failover(self, count: int, spacing: float, grace: float, timeout: float
+                 ) -> dict[str, Any]:
+        """Fail `count` nodes hosting replicas, `spacing` seconds apart, round robin over the
+        node pools; each failure's InferencePools are not touched by another one in flight.
+        Per failure: from the node's NotReady (seen on a watch) to as many Ready replicas of
+        each of its InferencePools on other nodes as before the failure."""
         failed: list[str] = []
-        reaction, since_fail, detect = [], [], []
-        misses = 0
+        busy: set[tuple[str, str]] = set()
+        results: list[dict[str, Any]] = []
+        lock = threading.Lock()
+        threads = []
+
+        def one(victim: str, before: dict[tuple[str, str], int], t_fail: float) -> None:
+            t_down = self._watch_not_ready(victim, t_fail + grace + 120)
+            t_back, missing = (self._wait_back(before, victim, t_down + timeout)
+                               if t_down is not None else (None, {}))
+            with lock:
+                busy.difference_update(before)
+                results.append({"node": victim, "pools": len(before), "fail": t_fail,
+                                "not_ready": t_down, "back": t_back, "missing": missing})
+            say(f"  {victim} ({len(before)} InferencePool(s)): " + (
+                f"back {t_back - t_down:.2f} s after NotReady" if t_down and t_back else
+                "not back in time" if t_down else "never went NotReady"))
+
         for n in range(count):
-            victim, before = self._pick_victim(failed)
+            slot = time.time() + spacing
+            with lock:
+                victim, before = self._pick_victim(failed, busy)
+                if victim is not None:
+                    busy.update(before)
             if victim is None:
-                say("  no more nodes hosting Ready replicas to fail")
+                say("  no node left that hosts Ready replicas of InferencePools at rest")
                 break
             failed.append(victim)
             t_fail = time.time()
             self.cluster.sandbox("fail", victim)
-            t_down = self._wait_not_ready(victim, timeout=120)
-            if t_down is None:
-                say(f"  {victim} never went NotReady")
-                misses += 1
-                continue
-            t_back = self._wait_back(before, set(failed), timeout)
-            if t_back is None:
-                say(f"  {victim}: replicas not back within {timeout:.0f} s")
-                misses += 1
-                continue
-            reaction.append(t_back - t_down)
-            since_fail.append(t_back - t_fail)
-            detect.append(t_down - t_fail)
-            say(f"  failure {n + 1}/{count}: {victim} ({len(before)} InferencePool(s)): "
-                f"back {t_back - t_down:.2f} s after NotReady")
-        return {"nodes_failed": failed, "not_back_in_time": misses,
-                "not_ready_to_replacement_ready_seconds": percentiles(reaction),
-                "fail_to_not_ready_seconds": percentiles(detect),
-                "fail_to_replacement_ready_seconds": percentiles(since_fail)}
+            thread = threading.Thread(target=one, args=(victim, before, t_fail), daemon=True)
+            thread.start()
+            threads.append(thread)
+            if n + 1 < count:
+                time.sleep(max(0.0, slot - time.time()))
+        for thread in threads:
+            thread.join()
+        ok = [r for r in results if r["not_ready"] and r["back"]]
+        return {"nodes_failed": failed, "spacing_seconds": spacing,
+                "node_monitor_grace_seconds": grace,
+                "not_back_in_time": len(results) - len(ok),
+                "not_back_detail": {r["node"]: r["missing"] or "never NotReady"
+                                    for r in results if r not in ok},
+                "not_ready_to_replacement_ready_seconds": percentiles(
+                    r["back"] - r["not_ready"] for r in ok),
+                "fail_to_not_ready_seconds": percentiles(r["not_ready"] - r["fail"] for r in ok),
+                "fail_to_replacement_ready_seconds": percentiles(
+                    r["back"] - r["fail"] for r in ok)}
 
-    def _pick_victim(self, failed: Sequence[str]
+    def _pick_victim(self, failed: Sequence[str], busy: set[tuple[str, str]]
                      ) -> tuple[str | None, dict[tuple[str, str], int]]:
         by_node: dict[str, set[tuple[str, str]]] = defaultdict(set)
         ready_of: Counter[tuple[str, str]] = Counter()
@@ -527,44 +571,70 @@ class Bench:
                 continue
             ready_of[key] += 1
             by_node[pod["spec"]["nodeName"]].add(key)
-        # node names are <node pool>-<index>; go round the node pools
-        used_pools = Counter(name.rsplit("-", 1)[0] for name in failed)
-        candidates = sorted((used_pools[node.rsplit("-", 1)[0]], node.rsplit("-", 1)[0],
-                             int(node.rsplit("-", 1)[1]), node)
-                            for node in by_node if node not in failed)
+        # node names are <node pool>-<index>: take the node pools in turn, in the order they
+        # were made (which interleaves the kinds of accelerator)
+        used = Counter(name.rsplit("-", 1)[0] for name in failed)
+        rank = {pool.name: i for i, pool in enumerate(self.node_pools)}
+        candidates = sorted(
+            (used[pool], rank.get(pool, len(rank)), int(index), node)
+            for node, keys in by_node.items() if node not in failed and not keys & busy
+            for pool, index in [node.rsplit("-", 1)])
         if not candidates:
             return None, {}
         victim = candidates[0][3]
         return victim, {key: ready_of[key] for key in by_node[victim]}
 
-    def _wait_not_ready(self, node: str, timeout: float) -> float | None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+    def _watch_not_ready(self, node: str, deadline: float) -> float | None:
+        """When the node stops being Ready, seen on a watch (a poll per victim would load the
+        API server for the whole grace period)."""
+        while (left := deadline - time.time()) > 0:
+            stream = watch.Watch().stream(self.core.list_node,
+                                          field_selector=f"metadata.name={node}",
+                                          timeout_seconds=max(1, int(left)))
             try:
-                if not is_ready(raw(self.core.read_node, node)):
-                    return time.time()
+                for event in stream:
+                    conditions = event["object"].status.conditions or []
+                    if event["type"] != "DELETED" and not any(
+                            c.type == "Ready" and c.status == "True" for c in conditions):
+                        return time.time()
             except ApiException as exc:
-                if exc.status != 404:  # `fail` replaces the Node object: briefly absent
+                if exc.status != 410:  # an expired watch is simply started again
                     raise
-            time.sleep(0.05)
         return None
 
-    def _wait_back(self, before: dict[tuple[str, str], int], failed: set[str],
-                   timeout: float) -> float | None:
+    def _wait_back(self, before: dict[tuple[str, str], int], victim: str,
+                   deadline: float) -> tuple[float | None, dict[str, Any]]:
+        """When every InferencePool has as many Ready replicas off the victim as before the
+        failure, or as its plan now asks for (the plan may change meanwhile); else None and,
+        per pool left, what was missing."""
         todo = dict(before)
-        deadline = time.time() + timeout
+        missing: dict[str, Any] = {}
         while time.time() < deadline:
             for (namespace, name), want in list(todo.items()):
                 pods = raw(self.core.list_namespaced_pod, namespace,
                            label_selector=f"{POOL_LABEL}={name}")["items"]
-                have = sum(1 for p in pods if not p["metadata"].get("deletionTimestamp")
-                           and p["spec"].get("nodeName") not in (None, *failed) and is_ready(p))
+                live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+                have = sum(1 for p in live
+                           if p["spec"].get("nodeName") not in (None, victim) and is_ready(p))
                 if have >= want:
                     del todo[(namespace, name)]
+                    continue
+                pool = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                                PLURAL, name)
+                st = pool.get("status") or {}
+                if placed(pool) and have >= st["desiredReplicas"]:
+                    del todo[(namespace, name)]
+                    continue
+                missing[f"{namespace}/{name}"] = {
+                    "want": want, "ready_elsewhere": have,
+                    "status": {k: st.get(k) for k in ("desiredReplicas", "readyReplicas")},
+                    "not_ready": sorted(f"{p['spec'].get('nodeName')}:"
+                                        f"{p['status'].get('phase')}" for p in live
+                                        if not is_ready(p))[:5]}
             if not todo:
-                return time.time()
+                return time.time(), {}
             time.sleep(0.05)
-        return None
+        return None, {k: v for k, v in missing.items() if tuple(k.split("/")) in todo}
 
     # -- soak -----------------------------------------------------------------------------
 
@@ -616,6 +686,7 @@ class Bench:
             n += 1
             if n % 10 == 0:
                 say(f"  soak: {n} changes, {(time.time() - started) / 60:.1f} min")
+        time.sleep(max(0.0, started + minutes * 60 - time.time()))
         return {"changes": n, "interval_seconds": interval,
                 "change_to_status_seconds": percentiles(seen),
                 "change_to_ready_seconds": percentiles(ready_after),
@@ -656,7 +727,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     t_up = time.time()
     with sandbox(args.name, pools_file, keep=args.keep) as cluster:
         summary["sandbox_up_seconds"] = round(time.time() - t_up, 1)
-        bench = Bench(cluster, api_client(cluster.kubeconfig), summary)
+        bench = Bench(cluster, api_client(cluster.kubeconfig), summary, plans)
         t0 = time.time()
         create_all(bench.custom, bench.core, bodies)
         summary["create_inference_pools_seconds"] = round(time.time() - t0, 1)
@@ -686,17 +757,24 @@ def measure(args: argparse.Namespace, bench: Bench, op: OperatorProcess, rss: Rs
     took = bench.wait_placed(len(bodies), budget, "start")
     t_placed = time.time()
     lines = reconciles(op, started, t_placed)
+    first = lines[0] if lines else None
     summary["start"] = {
         "start_to_all_placed_seconds": round(t_placed - started, 1) if took is not None
         else None,
-        "first_reconcile_seconds": round(lines[0]["t"] - started, 1) if lines else None,
+        # kopf lists every watched resource before the planner may plan
+        "first_plan_started_seconds": round(
+            first["t"] - sum(first["phases_ms"].values()) / 1000 - started, 1) if first
+        else None,
+        "first_reconcile_done_seconds": round(first["t"] - started, 1) if first else None,
+        "first_reconcile_writes": first.get("writes") if first else None,
+        "last_deployment_applied_seconds": _last(op, "applied deployment", started, t_placed),
+        "last_replica_ready_seconds": bench.last_ready(started),
         "operator_cpu_seconds": cpu_seconds(pid),
         **bench.placement_figures(),
         "reconcile_phases_ms": phase_summary(lines),
-        "api": {**write_rates(lines, t_placed - started),
-                "operator_events_posted": operator_events(bench.core)},
+        "api": api_rates(lines, t_placed - started, operator_events(bench.core)),
     }
-    summary["operator_rss_mb"] = {"at_all_placed": proc_status(pid, "VmRSS")}
+    summary["operator_rss_mb"] = {"at_all_placed": _round(proc_status(pid, "VmRSS"), 1)}
     say(f"all placed after {summary['start']['start_to_all_placed_seconds']} s: "
         f"{summary['start']['replicas']} replicas, "
         f"utilization {summary['start']['utilization']}")
@@ -707,12 +785,12 @@ def measure(args: argparse.Namespace, bench: Bench, op: OperatorProcess, rss: Rs
     if args.failures > 0:
         say(f"failing {args.failures} nodes one at a time")
         t_f, cpu_f, events_f = time.time(), cpu_seconds(pid), operator_events(bench.core)
-        result = bench.failover(args.failures, timeout=120)
+        grace = control.node_timing(summary["sizes"]["nodes"])[1]
+        result = bench.failover(args.failures, args.failure_spacing, grace, timeout=120)
         t_f_end = time.time()
         lines = reconciles(op, t_f, t_f_end)
         result["reconcile_phases_ms"] = phase_summary(lines)
-        result["api"] = {**write_rates(lines, t_f_end - t_f),
-                         "operator_events_posted": operator_events(bench.core) - events_f}
+        result["api"] = api_rates(lines, t_f_end - t_f, operator_events(bench.core) - events_f)
         result["operator_cpu_seconds"] = round((cpu_seconds(pid) or 0) - (cpu_f or 0), 1)
         summary["failover"] = result
         say("recovering the failed nodes")
@@ -745,8 +823,7 @@ def measure(args: argparse.Namespace, bench: Bench, op: OperatorProcess, rss: Rs
             "rss_slope_mb_per_minute_second_half": _round(slope_per_minute(half), 3),
             "operator_cpu_percent": round(100 * cpu / max(1.0, t_s_end - t_s), 1),
             "reconcile_phases_ms": phase_summary(lines),
-            "api": {**write_rates(lines, t_s_end - t_s),
-                    "operator_events_posted": operator_events(bench.core) - events_s,
+            "api": {**api_rates(lines, t_s_end - t_s, operator_events(bench.core) - events_s),
                     "metrics_api_writes": _delta(metrics_before, metrics_after,
                                                  "inferpool_api_writes_total")},
         })
@@ -756,10 +833,32 @@ def measure(args: argparse.Namespace, bench: Bench, op: OperatorProcess, rss: Rs
     summary["operator_rss_mb"].update({
         "first_sample": round(values[0], 1) if values else None,
         "max_sampled": round(max(values), 1) if values else None,
-        "peak_vmhwm": proc_status(pid, "VmHWM"), "end": proc_status(pid, "VmRSS"),
+        "peak_vmhwm": _round(proc_status(pid, "VmHWM"), 1),
+        "end": _round(proc_status(pid, "VmRSS"), 1),
         "samples": len(values)})
     summary["operator_metrics"] = metrics_after
     summary["client_limits_for_comparison"] = CLIENT_LIMITS
+    summary["sandbox_kwok_stage_errors"] = kwok_stage_errors(bench.cluster.name)
+
+
+def _last(op: OperatorProcess, event: str, start: float, end: float) -> float | None:
+    times = [t for line in op.log_lines() if line.get("event") == event
+             and start <= (t := _timestamp(line)) <= end]
+    return round(max(times) - start, 1) if times else None
+
+
+def kwok_stage_errors(name: str) -> dict[str, int]:
+    """kwok's failed stage applications, by stage (a pod whose Ready stage failed waits for a
+    retry), from the sandbox's kwok log."""
+    errors: Counter[str] = Counter()
+    try:
+        with (control.sandbox_dir(name) / "logs" / "kwok.log").open(errors="replace") as log:
+            for line in log:
+                if "failed to apply stage" in line:
+                    errors[json.loads(line).get("stage", "?")] += 1
+    except (OSError, ValueError):
+        pass
+    return dict(errors)
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -777,6 +876,8 @@ def main() -> None:
     parser.add_argument("--node-pools", type=int, default=32)
     parser.add_argument("--pools", type=int, default=500, help="InferencePools")
     parser.add_argument("--failures", type=int, default=20, help="single-node failures")
+    parser.add_argument("--failure-spacing", type=float, default=15.0,
+                        help="seconds between two node failures")
     parser.add_argument("--soak-minutes", type=float, default=30.0, help="0 skips the soak")
     parser.add_argument("--soak-interval", type=float, default=30.0)
     parser.add_argument("--stall-seconds", type=float, default=10.0,

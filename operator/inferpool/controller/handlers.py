@@ -45,12 +45,14 @@ def register(registry: kopf.OperatorRegistry, planner: Planner) -> None:
         if name == "pods":
             filters["when"] = _accelerator_pods
 
-        def index(body: Mapping[str, Any], *, _view: View = view, **_: Any
-                  ) -> dict[str, dict[str, Any]]:
+        # async: kopf runs plain functions in its thread pool, a hop per watch event (thousands
+        # at start-up), and the planner's asyncio events must be set from the loop's thread
+        async def index(body: Mapping[str, Any], *, _view: View = view, **_: Any
+                        ) -> dict[str, dict[str, Any]]:
             return {views.key(body): _view(body)}
 
-        def on_event(event: Mapping[str, Any], body: Mapping[str, Any], *, _name: str = name,
-                     _view: View = view, **kwargs: Any) -> None:
+        async def on_event(event: Mapping[str, Any], body: Mapping[str, Any], *,
+                           _name: str = name, _view: View = view, **kwargs: Any) -> None:
             if not planner.ready.is_set():
                 planner.attach({n: kwargs[f"ip_{n}"] for n in INDEX_NAMES})
             key = views.key(body)

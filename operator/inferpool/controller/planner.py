@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from kubernetes import client
@@ -32,6 +34,7 @@ from inferpool.controller.metrics import OperatorMetrics
 from inferpool.controller.settings import Settings
 from inferpool.controller.translate import (
     LiveDeployment,
+    ParseCache,
     ParsedPool,
     make_before_break,
     unready,
@@ -46,8 +49,10 @@ log = structlog.get_logger("inferpool.planner")
 
 
 INDEX_NAMES = ("nodes", "pods", "accelerator_pools", "inference_pools", "deployments")
+WRITE_CONCURRENCY = 8  # API writes in flight at once (the client's connection pool holds 32)
 # An index maps "namespace/name" to the slim views of that object (kopf's Index: key -> Store).
 Index = Mapping[str, Iterable[dict[str, Any]]]
+T = TypeVar("T")
 
 
 def _values(index: Index) -> list[dict[str, Any]]:
@@ -93,6 +98,12 @@ class Planner:
         self.last_report: Report | None = None
         self.reconciles = 0
         self.metrics = OperatorMetrics()
+        # Blocking API calls run on pools of their own: hundreds of best-effort Events (one per
+        # InferencePool on the first plan) must not queue in front of Deployment and status
+        # writes, nor in front of the engine and the Lease renewal on asyncio's default pool.
+        self._writer = ThreadPoolExecutor(WRITE_CONCURRENCY, thread_name_prefix="api-write")
+        self._poster = ThreadPoolExecutor(2, thread_name_prefix="api-event")
+        self._parsed: ParseCache = {}  # InferencePools validated at their current version
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -144,7 +155,8 @@ class Planner:
         # 1. snapshot
         t0 = time.perf_counter()
         cluster = planning.read_cluster({n: _values(self.indexes[n]) for n in INDEX_NAMES},
-                                        self.settings.allow_privileged_namespaces)
+                                        self.settings.allow_privileged_namespaces,
+                                        self._parsed)
         nodes, pods, accelerator_pools = cluster.nodes, cluster.pods, cluster.accelerator_pools
         pools, invalid, snapshot, live = (cluster.pools, cluster.invalid, cluster.snapshot,
                                           cluster.live)
@@ -154,7 +166,8 @@ class Planner:
         # 2. demand
         t0 = time.perf_counter()
         by_key = {p.key: p for p in pools}
-        ready_capacity = {p.key: _ready_capacity(p, live) for p in pools}
+        live_of = _by_pool(live)
+        ready_capacity = {p.key: _ready_capacity(p, live_of.get(p.key, {})) for p in pools}
         demands = await self.demand.observe_all({k: p.model for k, p in by_key.items()},
                                                 ready_capacity)
         report.phases["demand"] = time.perf_counter() - t0
@@ -235,7 +248,7 @@ class Planner:
             if existing is not None and self._in_sync(body, existing):
                 continue
             jobs.append(partial(self._server_side_apply, body))
-        results = await _bounded(jobs, limit=8)
+        results = await _run_all(jobs, self._writer)
         return sum(results)
 
     def _in_sync(self, desired: Mapping[str, Any], live: LiveDeployment) -> bool:
@@ -247,14 +260,19 @@ class Planner:
     def _server_side_apply(self, body: dict[str, Any]) -> bool:
         meta = body["metadata"]
         try:
+            # plain JSON: only the resourceVersion is read, and building the client's model
+            # objects for every applied Deployment costs more CPU than the request itself
             result = self.apps.patch_namespaced_deployment(
                 meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
-                force=True, _content_type="application/apply-patch+yaml")
+                force=True, _content_type="application/apply-patch+yaml",
+                _preload_content=False)
+            applied = json.loads(result.data)
         except ApiException as exc:
             log.warning("apply failed", deployment=f"{meta['namespace']}/{meta['name']}",
                         status=exc.status, reason=exc.reason)
             return False
-        self.written_rv[(meta["namespace"], meta["name"])] = result.metadata.resource_version
+        self.written_rv[(meta["namespace"], meta["name"])] = applied["metadata"].get(
+            "resourceVersion")
         log.info("applied deployment", deployment=f"{meta['namespace']}/{meta['name']}",
                  replicas=body["spec"]["replicas"])
         return True
@@ -282,8 +300,8 @@ class Planner:
         todo = [k for k in pods_on_failed_nodes(pods, nodes) if k not in self.replaced]
         for key in todo:
             self.replaced[key] = now
-        return sum(await _bounded([partial(self._delete_pod, ns, name) for ns, name in todo],
-                                  limit=8))
+        return sum(await _run_all([partial(self._delete_pod, ns, name) for ns, name in todo],
+                                  self._writer))
 
     def _delete_pod(self, namespace: str, name: str) -> bool:
         try:
@@ -345,10 +363,13 @@ class Planner:
                               now: dt.datetime, accelerator_pools: Iterable[dict[str, Any]],
                               in_use: Mapping[str, int]) -> int:
         jobs: list[Callable[[], bool]] = []
+        # each pool's status reads only its own places: group them once, not once per pool
+        targets_of, live_of = _by_pool(targets), _by_pool(live)
         for pool in pools:
             problems = degraded.get(pool.key, [])
-            new = st.pool_status(pool, plan.outcomes.get(pool.key), demands[pool.key], targets,
-                                 live, snapshot, holding.get(pool.key),
+            new = st.pool_status(pool, plan.outcomes.get(pool.key), demands[pool.key],
+                                 targets_of.get(pool.key, {}), live_of.get(pool.key, {}),
+                                 snapshot, holding.get(pool.key),
                                  [message for _, message in problems], now)
             for reason, message in problems:
                 self._event(pool.body, "Warning", reason, message)
@@ -367,7 +388,7 @@ class Planner:
             if _differs(new, body.get("status") or {}):
                 jobs.append(partial(self._patch_status, "acceleratorpools", None,
                                     body["metadata"]["name"], new))
-        return sum(await _bounded(jobs, limit=8))
+        return sum(await _run_all(jobs, self._writer))
 
     def _patch_status(self, plural: str, namespace: str | None, name: str,
                       status: dict[str, Any]) -> bool:
@@ -413,7 +434,7 @@ class Planner:
                                uid=str(meta.get("uid")))
         if self.deduper.allow(ref, reason, message):
             asyncio.get_running_loop().run_in_executor(
-                None, events.post, self.core, ref, type_, reason, message)
+                self._poster, events.post, self.core, ref, type_, reason, message)
 
     def _read_secret(self, namespace: str, name: str, key: str) -> str | None:
         import base64
@@ -431,15 +452,18 @@ class Planner:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-async def _bounded(jobs: list[Callable[[], bool]], limit: int) -> list[bool]:
-    """Run blocking API calls in threads, at most `limit` at once."""
-    semaphore = asyncio.Semaphore(limit)
+async def _run_all(jobs: list[Callable[[], bool]], executor: Executor) -> list[bool]:
+    """Run blocking API calls on `executor` (its size bounds how many run at once)."""
+    loop = asyncio.get_running_loop()
+    return list(await asyncio.gather(*(loop.run_in_executor(executor, j) for j in jobs)))
 
-    async def one(job: Callable[[], bool]) -> bool:
-        async with semaphore:
-            return await asyncio.to_thread(job)
 
-    return list(await asyncio.gather(*(one(j) for j in jobs)))
+def _by_pool(places: Mapping[PlacementKey, T]) -> dict[str, dict[PlacementKey, T]]:
+    """Places grouped by InferencePool key."""
+    out: dict[str, dict[PlacementKey, T]] = {}
+    for key, value in places.items():
+        out.setdefault(key[0], {})[key] = value
+    return out
 
 
 def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
@@ -448,6 +472,7 @@ def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
 
 
 def _ready_capacity(pool: ParsedPool, live: Mapping[PlacementKey, LiveDeployment]) -> float:
+    """`live`: the pool's own Deployments (others are ignored)."""
     capacity = {v.name: v.capacity for v in pool.model.spec.variants}
     return sum(d.ready * capacity.get(k[1], 0.0) for k, d in live.items() if k[0] == pool.key)
 

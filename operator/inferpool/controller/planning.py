@@ -21,6 +21,7 @@ from inferpool.controller.settings import Settings
 from inferpool.controller.translate import (
     InvalidPool,
     LiveDeployment,
+    ParseCache,
     ParsedPool,
     live_deployment,
     parse_pools,
@@ -57,12 +58,15 @@ class EngineCall:
 
 
 def read_cluster(views: Mapping[str, Iterable[dict[str, Any]]],
-                 allow_privileged_namespaces: Iterable[str] = ()) -> ClusterInputs:
-    """`views`: the slim views per VIEW_NAMES key (missing keys count as empty)."""
+                 allow_privileged_namespaces: Iterable[str] = (),
+                 parse_cache: ParseCache | None = None) -> ClusterInputs:
+    """`views`: the slim views per VIEW_NAMES key (missing keys count as empty);
+    `parse_cache`: see `parse_pools`."""
     nodes = {view["metadata"]["name"]: view for view in views.get("nodes", ())}
     pods = list(views.get("pods", ()))
     accelerator_pools = list(views.get("accelerator_pools", ()))
-    pools, invalid = parse_pools(views.get("inference_pools", ()), allow_privileged_namespaces)
+    pools, invalid = parse_pools(views.get("inference_pools", ()), allow_privileged_namespaces,
+                                 parse_cache)
     valid_keys = {p.key for p in pools}
     snapshot = build_snapshot(nodes.values(), pods_for_snapshot(pods, valid_keys),
                               accelerator_pools)

@@ -53,26 +53,48 @@ def pool_key(body: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
-def parse_pools(bodies: Iterable[Mapping[str, Any]], allow_privileged: Iterable[str] = ()
-                ) -> tuple[list[ParsedPool], list[InvalidPool]]:
+# (namespace/name, resourceVersion, privileged allowed) -> the model, or why it is invalid
+ParseCache = dict[tuple[str, str, bool], InferencePool | str]
+
+
+def parse_pools(bodies: Iterable[Mapping[str, Any]], allow_privileged: Iterable[str] = (),
+                cache: ParseCache | None = None) -> tuple[list[ParsedPool], list[InvalidPool]]:
     """Validate every InferencePool again in Python: objects stored before a CRD upgrade, or
-    under a laxer CRD, must not reach the engine. Invalid ones are reported, never fatal."""
+    under a laxer CRD, must not reach the engine. Invalid ones are reported, never fatal.
+
+    With a `cache` (kept by the caller across calls), an object at a resourceVersion already
+    seen is not validated again: at hundreds of pools validation is most of a plan's snapshot
+    phase. The cache keeps only the versions of this call."""
     allowed = set(allow_privileged)
     valid: list[ParsedPool] = []
     invalid: list[InvalidPool] = []
+    seen: ParseCache = {}
     for body in sorted(bodies, key=pool_key):
         key = pool_key(body)
-        if (body.get("metadata") or {}).get("deletionTimestamp"):
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
             continue
-        context = {ALLOW_PRIVILEGED: key.split("/", 1)[0] in allowed}
-        try:
-            # The status is ours and may come from another version: only the spec is judged.
-            spec_only = {k: v for k, v in body.items() if k != "status"}
-            model = InferencePool.model_validate(spec_only, context=context)
-        except ValidationError as exc:
-            invalid.append(InvalidPool(key, body, _describe(exc)))
-            continue
-        valid.append(ParsedPool(key, body, model))
+        privileged = key.split("/", 1)[0] in allowed
+        version = str(meta.get("resourceVersion") or "")
+        result = cache.get((key, version, privileged)) if cache is not None and version else None
+        if result is None:
+            try:
+                # The status is ours and may come from another version: only the spec is
+                # judged.
+                spec_only = {k: v for k, v in body.items() if k != "status"}
+                result = InferencePool.model_validate(spec_only,
+                                                      context={ALLOW_PRIVILEGED: privileged})
+            except ValidationError as exc:
+                result = _describe(exc)
+        if version:
+            seen[(key, version, privileged)] = result
+        if isinstance(result, str):
+            invalid.append(InvalidPool(key, body, result))
+        else:
+            valid.append(ParsedPool(key, body, result))
+    if cache is not None:
+        cache.clear()
+        cache.update(seen)
     return valid, invalid
 
 
@@ -171,9 +193,11 @@ def make_before_break(
     same InferencePool is Ready, or the pool's rollout.readyTimeoutSeconds has passed since the
     move began. Replicas in node pools with no healthy node serve nothing, so they never hold."""
     gate = Gate()
-    keys = sorted(set(planned) | set(live))
+    own_keys: dict[str, list[PlacementKey]] = {}  # by pool: one pass, not one per pool
+    for k in sorted(set(planned) | set(live)):
+        own_keys.setdefault(k[0], []).append(k)
     for pool_key_, pool in pools.items():
-        own = [k for k in keys if k[0] == pool_key_]
+        own = own_keys.get(pool_key_, [])
         # Any place with fewer Ready replicas than planned (growing now, or grown on an earlier
         # round and still starting) keeps the old replicas.
         waiting = [k for k in own if (live[k].ready if k in live else 0) < planned.get(k, 0)]

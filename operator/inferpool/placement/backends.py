@@ -10,7 +10,6 @@ HiGHS and their symbols clash), so it is not offered.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -39,9 +38,6 @@ class Backend(Protocol):
 def default_backend() -> BackendName:
     return "highs"
 
-
-def available(name: BackendName) -> bool:
-    return name == "highs" or importlib.util.find_spec("pyscipopt") is not None
 
 
 def make_backend(name: BackendName, model: LinearModel) -> Backend:

@@ -154,6 +154,8 @@ def _undominated(items: Sequence[Item], rules: Rules) -> list[int]:
                 continue
             if a.cost > b.cost or a.keep_cost > b.keep_cost or (b.keep and a.keep < b.keep):
                 continue
+            if b.keep and a.cost > b.keep_cost:
+                continue  # a replica of `b` that stays may be cheaper than a new one of `a`
             if rules.resilient and (a.family != b.family or a.group != b.group):
                 continue
             same = (a.cost, a.keep_cost, a.rps, a.preference, a.keep) == (
@@ -282,7 +284,8 @@ class _Search:
             self.best_key, self.best = key, counts
 
     def run(self) -> list[int] | None:
-        if self.rules.resilient:
+        # churn bounds need every count tried, which the resilient search does
+        if self.rules.resilient or self.rules.max_removed is not None:
             self._dfs(0, 0.0, 0, 0.0)
         else:
             self._plain_best = (
@@ -296,6 +299,48 @@ class _Search:
         for pos, i in enumerate(self.order):
             result[i] = self.best[pos]
         return result
+
+    def _two_items(
+        self, i: int = 0, cap: float = 0.0, n: int = 0, cost: float = 0.0, pref: int = 0
+    ) -> None:
+        """The last two items (or the only one) as a loop instead of recursion: the cheaper
+        per rps from most to fewest, the other completing the cover."""
+        rules = self.rules
+        a = self.items[i]
+        b = self.items[i + 1] if i + 1 < len(self.items) else None
+        need_all = rules.required - cap
+        upper = min(a.avail, rules.max_replicas - n)
+        least_n = rules.min_replicas - n
+        if a.rps > 0 and need_all > EPS:
+            upper = min(upper, max(math.ceil(need_all / a.rps - 1e-9), least_n))
+        else:
+            upper = min(upper, max(least_n, 0))
+        for xa in range(max(upper, 0), -1, -1):
+            cost_a = cost + item_cost(a, xa)
+            need = need_all - xa * a.rps
+            need_n = least_n - xa
+            if cost_a + self._lower_bound(i + 1, need, need_n) > self._plain_best[0] + 1e-7:
+                continue  # not monotone in xa once min replicas bind: keep looking
+            xb = 0
+            if b is not None:
+                units = math.ceil(need / b.rps - 1e-9) if b.rps > 0 and need > EPS else 0
+                xb = max(units, need_n, 0)
+                if xb > b.avail:
+                    break  # fewer of `a` only needs more of `b`
+                if xb > rules.max_replicas - n - xa:
+                    continue  # fewer of `a` leaves more replicas for `b`
+            elif need > EPS or need_n > 0:
+                break
+            total = cost_a + (item_cost(b, xb) if b is not None else 0.0)
+            p = pref + a.preference * xa + (b.preference * xb if b is not None else 0)
+            key = (round(total, 6), -float(p))
+            if key < self._plain_best:
+                counts = self.counts[:i] + [xa] + ([xb] if b is not None else [])
+                counts += [0] * (len(self.items) - len(counts))
+                if rules.max_removed is None or churn_ok(self.items, counts, rules):
+                    self._plain_best = key
+                    self.best = counts
+                    self.best_key = (0.0, 0.0, key[0], key[1])
 
     def _lower_bound(self, start: int, need: float, need_n: int) -> float:
         bound = 0.0
@@ -338,6 +383,9 @@ class _Search:
             # strict: an equal-cost cover may still win on preference
             if cost + self._lower_bound(i, need, need_n) > best_cost + 1e-7:
                 return
+        if len(self.items) - i <= 2:
+            self._two_items(i, cap, n, cost, pref)
+            return
         item = self.items[i]
         rps = item.rps
         useful = math.ceil(need / rps - 1e-9) if rps > 0 and need > EPS else 0

@@ -25,6 +25,7 @@ from inferpool.placement.state import State, rules_of
 
 MAX_ROUNDS = 6
 PRICE_TOLERANCE = 0.005
+FIRST_SOLVE_SECONDS = 0.5
 # Scalarisation of the lexicographic objective inside the master LP (guidance only).
 SHORTFALL_WEIGHT = 20.0  # x the largest pool's cost, per unit of normalised shortfall
 TIER_FACTOR = 100.0  # each higher priority tier weighs this much more
@@ -39,6 +40,7 @@ class Guidance:
     shadow: Shadow
     rounds: int
     ideal: dict[int, tuple[int, ...]]  # pool -> its best cover were it alone in the cluster
+    converged: bool  # False: the deadline stopped column generation early
 
 
 class _Master:
@@ -184,11 +186,13 @@ def guide(state: State, deadline: float) -> Guidance | None:
                 seen.add((p, counts))
                 master.add(p, counts, scalar(p, list(counts)))
     rounds = 0
+    converged = False
     result = None
     while rounds < MAX_ROUNDS:
         remaining = deadline - time.perf_counter()
-        if remaining <= 0.02:
+        if remaining <= 0.02 and result is not None:
             break
+        remaining = max(remaining, FIRST_SOLVE_SECONDS)  # one master solve, whatever it takes
         rounds += 1
         result = master.solve(remaining)
         if result is None:
@@ -217,6 +221,7 @@ def guide(state: State, deadline: float) -> Guidance | None:
                 master.add(p, counts, cost)
                 added += 1
         if added == 0:
+            converged = True
             break
     if result is None:
         return None
@@ -228,7 +233,8 @@ def guide(state: State, deadline: float) -> Guidance | None:
             patterns[p].append((value, counts))
     for p in patterns:
         patterns[p].sort(key=lambda wc: (-wc[0], wc[1]))
-    return Guidance(dict(patterns), _shadow(master, duals), rounds, ideal)
+    converged = converged or rounds == MAX_ROUNDS
+    return Guidance(dict(patterns), _shadow(master, duals), rounds, ideal, converged)
 
 
 def _close(old: tuple[float, ...], new: tuple[float, ...], items: list[Item]) -> bool:

@@ -1,18 +1,20 @@
-"""The fast path: LP-guided rounding plus per-pool exact re-optimisation, under a time budget.
+"""The fast path: decomposition-guided rounding, per-pool exact re-solves and repairs, under a
+time budget.
 
 Phases:
-1. Start from the current placement, clipped to what still fits (make-before-break keeps what
-   runs; hysteresis makes staying cheap).
-2. Global guidance, when there is no usable current placement (or `full` is asked for): one LP
-   over (pool, variant, capacity class) with exact aggregate capacity rows. Its rounded-down
-   solution is placed; it decides who gets the scarce, cheap accelerators.
-3. Local improvement: each pool in priority order is re-solved exactly against what is free
-   (cover.py); a change is kept only if it improves that pool's lexicographic objective, which
-   is the global objective because the other pools are untouched. Passes repeat until nothing
-   changes, the pass limit, or the time budget.
-Incremental mode (a current placement that mostly still fits) skips phase 2 and re-solves only
-the pools the change touched, which is what keeps a re-plan after a node loss in milliseconds.
-Every phase keeps the plan feasible, so whatever the budget, the result is a valid plan.
+1. Start from the current placement, clipped to what still fits (hysteresis makes staying
+   cheap).
+2. Incremental re-plan when the change touched few pools: re-solve the touched, unhappy and
+   improvable pools, repair the touched ones, done (a node loss re-plans in milliseconds).
+3. Otherwise global: column generation per pool (decompose.py) decides who gets the scarce,
+   cheap accelerators; its solution is rounded (whole patterns first, then the few fractional
+   pools).
+4. Local improvement: a pool is re-solved exactly against what is free (cover.py) and the
+   change kept only if it improves that pool's lexicographic objective, which is the global
+   objective because no other pool is touched.
+5. Repair by ejection for pools still short or outside their resilience limits.
+Every step places through the exact capacity counting, so whatever the budget, the result is a
+valid plan.
 """
 
 from __future__ import annotations
@@ -22,16 +24,18 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from inferpool.placement.baselines import spillover_counts
 from inferpool.placement.cover import best_cover
 from inferpool.placement.decompose import Guidance, guide
-from inferpool.placement.objective import EPS, pool_terms
+from inferpool.placement.objective import EPS, pool_terms, score
 from inferpool.placement.problem import Problem
 from inferpool.placement.state import State
 
 MAX_PASSES = 4
 MAX_EJECT_CANDIDATES = 12  # holders tried per (pool, capacity class) in a repair
-GUIDE_SHARE = 0.6
-REPAIR_SHARE_END = 0.85  # repairs stop here, leaving the rest for the last improvement  # of the budget for the decomposition; the rest for rounding and repair
+FALLBACK_SECONDS = 0.3  # spill-over + improvement when the decomposition found nothing
+GUIDE_SHARE = 0.8  # of the budget for the decomposition: it decides most of the quality
+REPAIR_SHARE_END = 0.95  # repairs stop here, leaving the rest for the last improvement
 # above this share of pools touched by a change, a re-plan optimises globally, not locally
 INCREMENTAL_LIMIT = 0.25
 
@@ -72,14 +76,27 @@ def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastRes
         # master's whole pattern is where the LP's global optimum puts it: leave both alone
         settled = {p: {guidance.ideal.get(p)} | {c for w, c in guidance.patterns.get(p, ())
                                                   if w > 1 - 1e-6} for p in dirty}
-        skip = {p for p in dirty if state.group_counts(p) in settled[p]}
+        skip = {
+            p for p in dirty
+            if state.group_counts(p) in settled[p] and not _unhappy(state, p)
+        }
         dirty -= skip
     passes = _improve(state, dirty, deadline, all_pools=True, skip=skip)
     repaired = _repair(state, began + REPAIR_SHARE_END * (deadline - began))
     if repaired:
-        # the pools a repair changed, then whatever shares capacity with them
-        passes += _improve(state, repaired, deadline, all_pools=True)
-    return FastResult(list(state.counts), "global", passes, lp_used=guidance is not None)
+        passes += _improve(state, set(range(len(problem.pools))), deadline, all_pools=False)
+    counts = list(state.counts)
+    if guidance is None:
+        # no master solution at all within the budget: also try cheapest-first spill-over
+        # plus one improvement pass, and keep the better plan
+        other = State(problem)
+        for o, x in enumerate(spillover_counts(problem, single_family=False)):
+            other.add(o, x)
+        _improve(other, set(range(len(problem.pools))), time.perf_counter() + FALLBACK_SECONDS,
+                 all_pools=False)
+        if score(problem, other.counts) < score(problem, counts):
+            counts = list(other.counts)
+    return FastResult(counts, "global", passes, lp_used=guidance is not None)
 
 
 def _start_from_current(state: State) -> tuple[set[int], set[int]]:
@@ -138,6 +155,11 @@ def _cheaper_with_room(state: State) -> set[int]:
 
 def _per_rps(pr: Problem, o: int) -> float:
     return pr.opt_cost[o] / pr.opt_rps[o] if pr.opt_rps[o] > 0 else math.inf
+
+
+def _unhappy(state: State, p: int) -> bool:
+    terms = pool_terms(state.problem, p, state.counts)
+    return terms.shortfall > 0 or terms.violation > 0
 
 
 def _over_provisioned(state: State, p: int, capacity: float, replicas: int) -> bool:

@@ -208,6 +208,10 @@ class MilpModel:
                     if incumbent is not None else None)
             gap = COST_GAP if stage.name == "cost" else LEXICOGRAPHIC_GAP
             outcome = solver.solve(stage.objective, remaining, gap, warm)
+            if outcome.values is None and warm is not None:
+                # HiGHS can report a held stage infeasible from a start that violates the new
+                # hold row by a rounding hair; the stage itself is feasible, so retry cold
+                outcome = solver.solve(stage.objective, deadline - time.perf_counter(), gap, None)
             if outcome.values is None:
                 optimal = False
                 break
@@ -218,8 +222,11 @@ class MilpModel:
             if stage.name == "cost":
                 bound = outcome.bound
             else:
-                best = sum(coef * values[col] for col, coef in stage.objective.items())
-                solver.hold(stage.objective, best + 1e-7 + 1e-7 * abs(best))
+                # hold the stage at its value, recomputed from the integer counts too: the
+                # solver's continuous columns may sit a hair off what those counts imply
+                best = max(sum(coef * values[col] for col, coef in stage.objective.items()),
+                           self._stage_value(stage, incumbent))
+                solver.hold(stage.objective, best + 1e-6 + 1e-6 * abs(best))
         counts = incumbent if incumbent is not None else [0] * pr.n_options
         return MilpResult(
             counts=counts,
@@ -229,20 +236,29 @@ class MilpModel:
             cost_bound=bound,
         )
 
-    def _mark_zero_stages(self, start: Sequence[int]) -> None:
+    def _stage_value(self, stage: _Stage, counts: Sequence[int]) -> float:
         pr = self.problem
-        terms = [pool_terms(pr, p.index, start) for p in pr.pools]
-        tiers = pr.priority_tiers()
-        removed = sum(t.removed for t in terms) + sum(pr.stale_current.values())
-        for stage in self.stages:
-            if stage.name.startswith("shortfall["):
-                tier = tiers[int(stage.name[len("shortfall["):-1])]
-                stage.zero_in_start = all(terms[p].shortfall == 0 for p in tier)
-            elif stage.name == "churn":
-                stage.zero_in_start = removed <= (pr.options_in.max_moves or 0)
-            elif stage.name == "resilience":
-                stage.zero_in_start = all(t.violation == 0 for t in terms)
+        terms = [pool_terms(pr, p.index, counts) for p in pr.pools]
+        if stage.name.startswith("shortfall["):
+            tier = pr.priority_tiers()[int(stage.name[len("shortfall["):-1])]
+            return sum(terms[p].shortfall for p in tier)
+        if stage.name == "churn":
+            removed = sum(t.removed for t in terms) + sum(pr.stale_current.values())
+            return float(max(0, removed - (pr.options_in.max_moves or 0)))
+        if stage.name == "resilience":
+            return sum(t.violation for t in terms)
+        return 0.0
 
+    def _mark_zero_stages(self, start: Sequence[int]) -> None:
+        """A stage may be fixed at zero only while the start is zero on every stage before
+        it too: then the start is optimal so far, and zero is this stage's optimum given it.
+        (Zero shortfall in a start that is short elsewhere proves nothing.)"""
+        for stage in self.stages:
+            if stage.name == "cost":
+                break
+            stage.zero_in_start = self._stage_value(stage, start) == 0.0
+            if not stage.zero_in_start:
+                break
 
 def solve_milp(
     problem: Problem,

@@ -32,14 +32,6 @@ class PackState:
         self._used = [0] * len(self.sizes)
         self._counts: dict[int, int] = {}
 
-    def copy(self) -> PackState:
-        other = PackState.__new__(PackState)
-        other.sizes, other.chain, other.limit = self.sizes, self.chain, self.limit
-        other.acc_used, other._free, other._slots = self.acc_used, self._free, self._slots
-        other._used = list(self._used)
-        other._counts = dict(self._counts)
-        return other
-
     def room(self, k: int) -> int:
         """How many more replicas of k accelerators fit now."""
         best = (self.limit - self.acc_used) // k if self.limit is not None else 1 << 40

@@ -9,6 +9,7 @@ several can run at once.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -31,6 +32,12 @@ NODE_MONITOR_GRACE_SECONDS = 10
 # kwok renews node leases every lease-duration/4: 8 s leases keep renewals well inside the
 # 10 s grace period while a stopped heartbeat is still noticed within it.
 NODE_LEASE_SECONDS = 8
+# Beyond about this many lease renewals a second a 2-core machine falls behind while pods churn,
+# and healthy nodes flap NotReady (their pods then stay NotReady under kwok). Larger sandboxes
+# get proportionally longer leases and grace period, in the same 8:10 ratio.
+MAX_LEASE_RENEWALS_PER_SECOND = 100
+# kwok's default of 4 lease workers stalls renewals as soon as API calls slow down.
+KWOK_LEASE_PARALLELISM = 16
 # Start order; `down` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
@@ -74,6 +81,12 @@ def load_state(name: str) -> SandboxState | None:
     return SandboxState(**json.loads(path.read_text()))
 
 
+def node_timing(nodes: int) -> tuple[int, int]:
+    """(node lease seconds, node monitor grace seconds) for a sandbox of `nodes` nodes."""
+    lease = max(NODE_LEASE_SECONDS, math.ceil(4 * nodes / MAX_LEASE_RENEWALS_PER_SECOND))
+    return lease, max(NODE_MONITOR_GRACE_SECONDS, math.ceil(lease * 1.25))
+
+
 def _check_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
         raise SandboxError(f"invalid sandbox name {name!r}: use lower-case letters, digits and "
@@ -106,7 +119,7 @@ def up(name: str = "default", pools_file: Path | None = None, log: Log = print) 
         server=server, pools_file=str(pools_copy), ports=ports, started_at=time.time(),
     )
     try:
-        _start_all(state, bins, stages, log)
+        _start_all(state, bins, stages, sum(p.nodes for p in description.pools), log)
         state.save()
         from inferpool.sandbox import nodes  # the Kubernetes client is slow to import
 
@@ -126,8 +139,10 @@ class AlreadyRunningError(SandboxError):
         self.state = state
 
 
-def _start_all(state: SandboxState, bins: dict[str, Path], stages: Path, log: Log) -> None:
+def _start_all(state: SandboxState, bins: dict[str, Path], stages: Path, node_count: int,
+               log: Log) -> None:
     d, p = state.path, state.ports
+    lease_seconds, grace_seconds = node_timing(node_count)
     pki_dir = d / "pki"
     pki.create(pki_dir)
     etcd_url = f"http://127.0.0.1:{p['etcd']}"
@@ -177,7 +192,7 @@ def _start_all(state: SandboxState, bins: dict[str, Path], stages: Path, log: Lo
         f"--kubeconfig={kcm}", f"--authentication-kubeconfig={kcm}",
         f"--authorization-kubeconfig={kcm}", "--bind-address=127.0.0.1",
         f"--secure-port={p['kube-controller-manager']}", "--leader-elect=false",
-        f"--node-monitor-grace-period={NODE_MONITOR_GRACE_SECONDS}s",
+        f"--node-monitor-grace-period={grace_seconds}s",
         "--node-monitor-period=1s",
         f"--service-account-private-key-file={pki_dir / 'sa.key'}",
         f"--root-ca-file={pki_dir / 'ca.crt'}", "--use-service-account-credentials=true",
@@ -192,11 +207,21 @@ def _start_all(state: SandboxState, bins: dict[str, Path], stages: Path, log: Lo
         f"--authorization-kubeconfig={sched}", "--bind-address=127.0.0.1",
         f"--secure-port={p['kube-scheduler']}", "--leader-elect=false",
     ])
+    # kwok does not default a configuration it reads: its defaults are spelled out here
+    kwok_options = d / "kwok-options.yaml"
+    kwok_options.write_text(json.dumps({
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration",
+        "options": {"nodeLeaseParallelism": KWOK_LEASE_PARALLELISM,
+                    "podPlayStageParallelism": 4, "nodePlayStageParallelism": 4,
+                    "podsOnNodeSyncParallelism": 1, "enablePodsOnNodeSyncListPager": True,
+                    "enablePodsOnNodeSyncStreamWatch": False, "enableDebuggingHandlers": True,
+                    "enableProfilingHandler": True, "enableContentionProfiling": False}}))
     launch("kwok", [
-        f"--kubeconfig={configs['kwok']}", f"--config={stages}", "--manage-all-nodes=false",
+        f"--kubeconfig={configs['kwok']}", f"--config={stages}", f"--config={kwok_options}",
+        "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={pool_desc.KWOK_ANNOTATION}=fake",
         "--cidr=10.0.0.1/16", "--node-ip=10.0.0.1",
-        f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
+        f"--node-lease-duration-seconds={lease_seconds}",
         f"--server-address=127.0.0.1:{p['kwok']}",
     ])
     log(f"control plane of sandbox {state.name!r} is up at {state.server}")
