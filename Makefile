@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo \
-        bench-engine bench-scaling bench-failover bench-operator simulate clean
+        bench-engine bench-scaling bench-failover bench-operator bench-scale simulate clean
 
 help:
 	@echo "make demo        sandbox up, operator running, sample pools placed, load spike and pool failure"
@@ -68,6 +68,9 @@ bench-failover: sandbox-bin
 
 bench-operator: sandbox-bin
 	$(BIN)/python -m bench.operator
+
+bench-scale: sandbox-bin
+	$(BIN)/python -m bench.scale
 
 simulate: venv
 	$(BIN)/inferpool simulate examples/scenarios/week-two-outages.yaml --out out/simulate
