@@ -57,19 +57,6 @@ COST = {v.family: v.cost_per_hour for v in VARIANTS}
 CAPACITY = {v.family: v.capacity_rps for v in VARIANTS}
 
 
-def cheapest_first(required_rps: float) -> dict[str, int]:
-    """Greedy cheapest $/rps family first, up to its stock (kept for comparison)."""
-    plan = {v.family: 0 for v in VARIANTS}
-    left = required_rps
-    for v in sorted(VARIANTS, key=lambda v: v.cost_per_hour / v.capacity_rps):
-        if left <= 0:
-            break
-        n = min(v.stock, math.ceil(left / v.capacity_rps - 1e-9))
-        plan[v.family] = n
-        left -= n * v.capacity_rps
-    return plan
-
-
 def engine_planner() -> Planner:
     """The real placement engine on three node pools (one replica per node), re-planning from
     its own last placement so hysteresis applies as in the operator."""

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,5 +262,3 @@ def _plot(demo: Demo, path: Path) -> Path | None:
 def _short(text: str) -> str:
     return text.split(":")[0].split("(")[0].strip()[:28]
 
-
-Runner = Callable[[argparse.Namespace], int]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +123,3 @@ class _Failed:
     async def read(self) -> Reading:
         return self._reading
 
-
-def finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

@@ -284,12 +284,6 @@ def status(name: str = "default") -> dict[str, Any]:
     }
 
 
-def list_names() -> list[str]:
-    root = state_root()
-    return sorted(p.name for p in root.iterdir() if (p / "state.json").is_file()) \
-        if root.is_dir() else []
-
-
 def require(name: str) -> SandboxState:
     state = load_state(name)
     if state is None or not all(state.alive().values()):
