@@ -105,4 +105,3 @@ def test_leader_change_during_a_pool_failure_still_fails_over(
         settle(sandbox, ns, {"fo-h100-h100": 3}, timeout=60)
     finally:
         sandbox.inferpool("sandbox", "recover", "--name", sandbox.name, "--pool", "v6e")
-    settle(sandbox, ns, {"fo-v6e-v6e": 3}, timeout=90)

@@ -100,6 +100,7 @@ def test_the_planner_posts_a_repeated_status_event_once(
                           {"conditions": [conditions[new]], "placement": []})
             p._event(pool.body, "Warning", "Stockout", "node pool h100 is stocked out")
 
-    asyncio.run(flap())  # waits for the default executor, where the posts run
+    asyncio.run(flap())
+    p._poster.shutdown(wait=True)  # Events are posted from the planner's own thread
     assert sorted(posted) == [("InsufficientAccelerators", "10.0 req/s short: no more H100"),
                               ("Stockout", "node pool h100 is stocked out")]
