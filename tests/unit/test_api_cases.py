@@ -145,6 +145,10 @@ BAD: tuple[Bad, ...] = (
         "spec.demand.prometheus.url"),
     Bad("stabilization-too-long", IP, {"spec.demand.scaleDown": {"stabilizationSeconds": 86400}},
         "spec.demand.scaleDown.stabilizationSeconds"),
+    Bad("tolerance-whole", IP, {"spec.demand.scaleDown": {"tolerance": 1.0}},
+        "spec.demand.scaleDown.tolerance"),
+    Bad("tolerance-negative", IP, {"spec.demand.scaleUp": {"tolerance": -0.1}},
+        "spec.demand.scaleUp.tolerance"),
     Bad("family-share-infeasible", IP, {"spec.resilience": {"maxFamilyShare": 0.4}},
         "spec.resilience.maxFamilyShare", "resilience.maxFamilyShare"),
     Bad("too-many-families", IP, {"spec.resilience": {"minFamilies": 3}},
@@ -266,11 +270,16 @@ def _variant(name: str, family: str) -> st.SearchStrategy[Obj]:
                   "preference": st.integers(-100, 100)})
 
 
+def _window() -> st.SearchStrategy[Obj]:
+    return st.fixed_dictionaries({}, optional={
+        "stabilizationSeconds": st.integers(0, 3600),
+        "tolerance": st.floats(0, 1, exclude_max=True, allow_nan=False)})
+
+
 _demand = st.fixed_dictionaries(
     {},
     optional={"targetUtilization": st.floats(0, 1, exclude_min=True, allow_nan=False),
-              "scaleUp": st.fixed_dictionaries({"stabilizationSeconds": st.integers(0, 3600)}),
-              "scaleDown": st.fixed_dictionaries({"stabilizationSeconds": st.integers(0, 3600)})},
+              "scaleUp": _window(), "scaleDown": _window()},
 )
 _source = st.one_of(
     st.fixed_dictionaries({"fixed": st.floats(0, 1e7, allow_nan=False)}),

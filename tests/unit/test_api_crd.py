@@ -96,7 +96,8 @@ def test_optional_fields_are_not_required_and_defaults_are_by_alias() -> None:
     spec = _schema(crd.INFERENCE_POOL)["properties"]["spec"]
     demand = spec["properties"]["demand"]
     assert "required" not in demand
-    assert demand["properties"]["scaleDown"]["default"] == {"stabilizationSeconds": 300}
+    assert demand["properties"]["scaleDown"]["default"] == {"stabilizationSeconds": 300,
+                                                           "tolerance": 0.05}
     surge = spec["properties"]["rollout"]["properties"]["maxSurge"]
     assert surge["x-kubernetes-int-or-string"] is True
     assert surge["default"] == "25%"

@@ -32,7 +32,8 @@ def down() -> Reading:
 def make(**overrides: float) -> tuple[DemandTracker, ManualClock]:
     """A tracker at U; tolerance 0 unless given, so each test sees one mechanism at a time."""
     clock = ManualClock(1000.0)
-    values = {"target_utilization": U, "tolerance": 0.0, **overrides}
+    values = {"target_utilization": U, "scale_up_tolerance": 0.0, "scale_down_tolerance": 0.0,
+              **overrides}
     return DemandTracker(ScalingSettings(**values), clock), clock
 
 
@@ -175,15 +176,27 @@ def test_restart_seeded_with_running_capacity_keeps_the_window() -> None:
 
 
 def test_tolerance_ignores_small_moves_both_ways() -> None:
-    tracker, clock = make(tolerance=0.1, scale_down_stabilization_seconds=0.0)
+    tracker, clock = make(scale_up_tolerance=0.1, scale_down_tolerance=0.1,
+                          scale_down_stabilization_seconds=0.0)
     settle(tracker, clock, 100.0, 300)  # required 200
     for rps, expected in ((109.0, 200.0), (91.0, 200.0), (111.0, 222.0), (99.0, 200.0 * 0.99)):
         clock.advance(TICK)
         assert tracker.observe(good(rps)).required_rps == pytest.approx(expected)
 
 
-def test_default_tolerance_is_hpa_like() -> None:
-    assert ScalingSettings().tolerance == 0.1
+def test_tolerance_is_per_direction() -> None:
+    tracker, clock = make(scale_up_tolerance=0.1, scale_down_tolerance=0.05,
+                          scale_down_stabilization_seconds=0.0)
+    settle(tracker, clock, 100.0, 300)  # required 200
+    # 6 % down is past the down band; 8 % back up is inside the up band: no flapping back
+    for rps, expected in ((96.0, 200.0), (94.0, 188.0), (101.0, 188.0), (104.0, 208.0)):
+        clock.advance(TICK)
+        assert tracker.observe(good(rps)).required_rps == pytest.approx(expected)
+
+
+def test_default_tolerances() -> None:
+    settings = ScalingSettings()
+    assert (settings.scale_up_tolerance, settings.scale_down_tolerance) == (0.1, 0.05)
 
 
 # --- panic mode -----------------------------------------------------------------------------
@@ -343,7 +356,8 @@ def test_failure_before_any_good_reading_reports_the_source_reason() -> None:
         {"safe_floor_rps": 0.0},
         {"hold_seconds": -1.0},
         {"scale_down_stabilization_seconds": math.inf},
-        {"tolerance": 1.0},
+        {"scale_up_tolerance": 1.0},
+        {"scale_down_tolerance": -0.1},
     ],
 )
 def test_invalid_settings_are_rejected(bad: dict[str, float]) -> None:
@@ -393,7 +407,8 @@ def test_invariants_hold_for_any_sequence(
 def test_constant_demand_converges_exactly(start: float, target: float) -> None:
     clock = ManualClock()
     tracker = DemandTracker(
-        ScalingSettings(target_utilization=U, safe_floor_rps=0.5, tolerance=0.0), clock
+        ScalingSettings(target_utilization=U, safe_floor_rps=0.5, scale_up_tolerance=0.0,
+                        scale_down_tolerance=0.0), clock
     )
     tracker.observe(Reading.good(start))
     for _ in range(60):  # 15 minutes: longer than the down window, enough x2 steps up

@@ -33,8 +33,9 @@ from inferpool.api.inference_pool import (
     Replicas,
     Resilience,
     Rollout,
+    ScaleDown,
+    ScaleUp,
     Variant,
-    Window,
 )
 from inferpool.api.security import ALLOW_PRIVILEGED, PodTemplate, template_violations
 
@@ -63,8 +64,9 @@ __all__ = [
     "Replicas",
     "Resilience",
     "Rollout",
+    "ScaleDown",
+    "ScaleUp",
     "Variant",
-    "Window",
     "set_condition",
     "template_violations",
 ]

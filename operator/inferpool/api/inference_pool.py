@@ -76,10 +76,26 @@ class PrometheusSource(ApiModel):
     """Credentials for the query, if the Prometheus endpoint needs them."""
 
 
-class Window(ApiModel):
-    stabilization_seconds: Annotated[StrictInt, Field(ge=0, le=3600)]
-    """Act on the extreme demand over this many seconds (the highest for scale-down, the lowest
-    for scale-up), so that short spikes and dips do not move replicas."""
+Tolerance = Annotated[StrictFloat, Field(ge=0, lt=1)]
+
+
+class ScaleUp(ApiModel):
+    stabilization_seconds: Annotated[StrictInt, Field(ge=0, le=3600)] = 0
+    """Act on the lowest demand over this many seconds, so that short spikes do not add
+    replicas (the HPA's default: 0, react at once)."""
+    tolerance: Tolerance = 0.1
+    """Ignore increases of required capacity smaller than this fraction: this band is what stops
+    measurement noise from adding and removing replicas (the HPA's default: 0.1)."""
+
+
+class ScaleDown(ApiModel):
+    stabilization_seconds: Annotated[StrictInt, Field(ge=0, le=3600)] = 300
+    """Act on the highest demand over this many seconds, so that short dips do not remove
+    replicas (the HPA's default: 300)."""
+    tolerance: Tolerance = 0.05
+    """Ignore decreases of required capacity smaller than this fraction. Lower than the HPA's
+    0.1 because the window already keeps noise from removing replicas; each point saves about
+    as much on the way down (see docs/scaling.md)."""
 
 
 class Demand(ApiModel):
@@ -96,10 +112,10 @@ class Demand(ApiModel):
     target_utilization: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.7
     """Fraction of the replicas' capacity to use at the measured demand; the headroom absorbs
     spikes while new replicas start."""
-    scale_up: Window = Window(stabilization_seconds=0)
-    """Stabilization window before adding capacity."""
-    scale_down: Window = Window(stabilization_seconds=300)
-    """Stabilization window before removing capacity."""
+    scale_up: ScaleUp = ScaleUp()
+    """How fast capacity is added: stabilization window and tolerance."""
+    scale_down: ScaleDown = ScaleDown()
+    """How fast capacity is removed: stabilization window and tolerance."""
 
     @model_validator(mode="after")
     def _one_source(self) -> Demand:

@@ -29,6 +29,8 @@ def scaling_settings(model: InferencePool) -> ScalingSettings:
         target_utilization=spec.demand.target_utilization,
         scale_up_stabilization_seconds=float(spec.demand.scale_up.stabilization_seconds),
         scale_down_stabilization_seconds=float(spec.demand.scale_down.stabilization_seconds),
+        scale_up_tolerance=spec.demand.scale_up.tolerance,
+        scale_down_tolerance=spec.demand.scale_down.tolerance,
         # min replicas of the smallest variant: the floor capacity min replicas surely give
         min_capacity_rps=spec.replicas.min * min(capacities),
         safe_floor_rps=max(min(capacities) * 0.01, 1e-3),

@@ -9,8 +9,8 @@ the result. The pipeline for one observation:
    scale-down until panicWindow has passed since the last trigger (Knative KPA's idea).
 3. otherwise HPA-style stabilization: scale up to the *minimum* candidate of the scale-up window,
    but at most max(x maxScaleUpFactor, + maxScaleUpRps) per observation; scale down to the
-   *maximum* candidate of the scale-down window; either only when it moves more than the
-   tolerance (10 %, as the HPA).
+   *maximum* candidate of the scale-down window; either only when it moves more than that
+   direction's tolerance (up 10 % as the HPA, down 5 %).
 4. never below minCapacity; with demand unknown, never below the safe floor and never down.
 """
 
@@ -40,7 +40,11 @@ class ScalingSettings:
     panic_window_seconds: float = 60.0  # no scale-down this long after the last panic trigger
     max_scale_up_factor: float = 2.0  # per observation; math.inf disables the cap
     max_scale_up_rps: float = 0.0  # additive allowance, so small pools are not stuck at x2
-    tolerance: float = 0.1  # ignore moves within +-10 % of the current value (HPA's default)
+    # Ignore moves within this fraction of the current value. Up: the HPA's 10 %, the band that
+    # stops noise from flapping. Down: the scale-down window already does that, so a narrower
+    # band, which costs less on every way down (docs/scaling.md has the measurement).
+    scale_up_tolerance: float = 0.1
+    scale_down_tolerance: float = 0.05
     hold_seconds: float = 300.0  # keep the last good demand this long when the source fails
     min_capacity_rps: float = 0.0  # what spec.replicas.min provides
     safe_floor_rps: float = 1.0  # kept whenever demand is unknown; > 0 so never zero replicas
@@ -52,8 +56,9 @@ class ScalingSettings:
             raise ValueError("panic_threshold must be > 1")
         if self.max_scale_up_factor < 1:
             raise ValueError("max_scale_up_factor must be >= 1")
-        if not self.tolerance < 1:
-            raise ValueError("tolerance must be < 1")
+        for name in ("scale_up_tolerance", "scale_down_tolerance"):
+            if not getattr(self, name) < 1:
+                raise ValueError(f"{name} must be < 1")
         if self.safe_floor_rps <= 0:
             raise ValueError("safe_floor_rps must be > 0: missing metrics never mean zero")
         for name in (
@@ -63,7 +68,8 @@ class ScalingSettings:
             "max_scale_up_rps",
             "hold_seconds",
             "min_capacity_rps",
-            "tolerance",
+            "scale_up_tolerance",
+            "scale_down_tolerance",
         ):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -147,12 +153,12 @@ class DemandTracker:
         else:
             up = min(v for t, v in self._history if t >= now - s.scale_up_stabilization_seconds)
             down = max(v for t, v in self._history if t >= now - s.scale_down_stabilization_seconds)
-            # The tolerance band is what stops noise from flapping replicas: without it every
+            # The scale-up band is what stops noise from flapping replicas: without it every
             # reading above a just-lowered value would scale straight back up.
             new = prev
-            if up > prev * (1 + s.tolerance):
+            if up > prev * (1 + s.scale_up_tolerance):
                 new = min(up, self._step_limit(prev))
-            elif down < prev * (1 - s.tolerance):
+            elif down < prev * (1 - s.scale_down_tolerance):
                 new = down
         self._required = max(new, s.min_capacity_rps)
         return self.recommend()
