@@ -1,25 +1,35 @@
-"""kopf wiring only: indexes keep slim views of what the planner reads; event handlers wake it.
+"""kopf wiring only: event handlers keep slim views of what the planner reads and wake it.
 
-kopf calls event handlers only after every index has been filled by its initial listing, so the
-planner, which starts on the first event, never plans from a half-listed cluster (which could
-look like "no nodes" and scale everything down). Nothing here writes to the API: handlers never
-touch the objects they watch (no finalizers, no kopf annotations).
+The views live in our own `Caches`, not in kopf indexes. kopf holds every object's handlers
+until all indexes are filled, and each object's progress wakes every waiting object: quadratic
+in the number of objects, 285 s before the first plan at 5,000 nodes (docs/scale.md). kopf tells
+plain event handlers nothing about its initial listing, so `fill` checks against the API server
+that every object that exists has been seen before the planner may start: an incomplete view
+looks like "no nodes" and would scale everything down. Nothing here writes to the API; handlers
+never touch the objects they watch (no finalizers, no kopf annotations).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
+import structlog
+from kubernetes.client.exceptions import ApiException
 
 from inferpool.controller import views
 from inferpool.controller.planner import INDEX_NAMES, Planner
 from inferpool.k8s import labels as lbl
+from inferpool.k8s.listing import object_keys
+
+log = structlog.get_logger("inferpool.handlers")
 
 View = Callable[[Mapping[str, Any]], dict[str, Any]]
+ListKeys = Callable[[str], set[str]]  # resource name -> keys of the objects that exist now
 
 RESOURCES: dict[str, tuple[tuple[str, ...], View]] = {
     "nodes": (("v1", "nodes"), views.node_view),
@@ -29,42 +39,114 @@ RESOURCES: dict[str, tuple[tuple[str, ...], View]] = {
     "deployments": (("apps", "v1", "deployments"), views.deployment_view),
 }
 assert tuple(RESOURCES) == INDEX_NAMES
+MANAGED = f"{lbl.MANAGED_BY}={lbl.MANAGER}"  # the only Deployments watched
 
 
-def _accelerator_pods(spec: Mapping[str, Any], **_: Any) -> bool:
-    return views.wants_accelerators(spec)
+class Attachable(Protocol):
+    def attach(self, indexes: Mapping[str, Mapping[str, dict[str, Any]]]) -> None: ...
+    def wake(self, reason: str) -> None: ...
 
 
-def register(registry: kopf.OperatorRegistry, planner: Planner) -> None:
-    """One index and one waking event handler per watched resource."""
+class Caches:
+    """Per resource, "namespace/name" -> slim view; and, until complete, every key seen."""
+
+    def __init__(self) -> None:
+        self.views: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in INDEX_NAMES}
+        self._seen: dict[str, set[str]] | None = {n: set() for n in INDEX_NAMES}
+
+    def saw(self, name: str, key: str) -> None:
+        if self._seen is not None:
+            self._seen[name].add(key)
+
+    def missing(self, name: str, existing: set[str]) -> set[str]:
+        return existing - self._seen[name] if self._seen is not None else set()
+
+    def complete(self) -> None:
+        self._seen = None
+
+
+async def fill(caches: Caches, planner: Attachable, list_keys: ListKeys,
+               interval: float = 1.0) -> None:
+    """Attach the caches to the planner once every object the API server lists has been seen.
+    An object deleted before kopf listed it drops out of the next listing; one created later
+    arrives through the watch."""
+    pending = list(INDEX_NAMES)
+    while pending:
+        for name in list(pending):
+            try:
+                existing = await asyncio.to_thread(list_keys, name)
+            except ApiException as exc:
+                if exc.status != 404:  # forbidden, or the API failing: retry; the planner warns
+                    log.warning("cannot list to check the caches", resource=name,
+                                error=f"{exc.status} {exc.reason}")
+                    continue
+                existing = set()  # CRD not installed: nothing to wait for (kopf warns)
+            except Exception as exc:  # unreachable: retry
+                log.warning("cannot list to check the caches", resource=name, error=str(exc))
+                continue
+            if not caches.missing(name, existing):
+                pending.remove(name)
+        if pending:
+            await asyncio.sleep(interval)
+    caches.complete()
+    planner.attach(caches.views)
+    planner.wake("caches complete")
+
+
+def lister(planner: Planner, namespaces: tuple[str, ...]) -> ListKeys:
+    """`list_keys` for `fill`, through the planner's API clients and the watched namespaces."""
+    core, apps, custom = planner.core, planner.apps, planner.custom
+
+    def namespaced(name: str, ns: str | None) -> set[str]:
+        if name == "pods":
+            return (object_keys(core.list_namespaced_pod, ns) if ns
+                    else object_keys(core.list_pod_for_all_namespaces))
+        if name == "deployments":
+            return (object_keys(apps.list_namespaced_deployment, ns, label_selector=MANAGED)
+                    if ns else object_keys(apps.list_deployment_for_all_namespaces,
+                                           label_selector=MANAGED))
+        group, version, plural = RESOURCES[name][0]
+        return (object_keys(custom.list_namespaced_custom_object, group, version, ns, plural)
+                if ns else object_keys(custom.list_cluster_custom_object, group, version, plural))
+
+    def list_keys(name: str) -> set[str]:
+        if name == "nodes":
+            return object_keys(core.list_node)
+        if not namespaces:
+            return namespaced(name, None)
+        return set().union(*(namespaced(name, ns) for ns in namespaces))
+
+    return list_keys
+
+
+def register(registry: kopf.OperatorRegistry, planner: Planner, caches: Caches) -> None:
+    """One event handler per watched resource: keep the view, wake the planner on a change."""
     digests: dict[tuple[str, str], str] = {}
     for name, (resource, view) in RESOURCES.items():
         filters: dict[str, Any] = {}
         if name == "deployments":
             filters["labels"] = {lbl.MANAGED_BY: lbl.MANAGER}
-        if name == "pods":
-            filters["when"] = _accelerator_pods
 
         # async: kopf runs plain functions in its thread pool, a hop per watch event (thousands
         # at start-up), and the planner's asyncio events must be set from the loop's thread
-        async def index(body: Mapping[str, Any], *, _view: View = view, **_: Any
-                        ) -> dict[str, dict[str, Any]]:
-            return {views.key(body): _view(body)}
-
         async def on_event(event: Mapping[str, Any], body: Mapping[str, Any], *,
-                           _name: str = name, _view: View = view, **kwargs: Any) -> None:
-            if not planner.ready.is_set():
-                planner.attach({n: kwargs[f"ip_{n}"] for n in INDEX_NAMES})
+                           _name: str = name, _view: View = view, **_: Any) -> None:
             key = views.key(body)
+            caches.saw(_name, key)
+            cache = caches.views[_name]
             if event.get("type") == "DELETED":
                 digests.pop((_name, key), None)
-                planner.wake(f"{_name} deleted")
+                if cache.pop(key, None) is not None:
+                    planner.wake(f"{_name} deleted")
                 return
-            digest = hashlib.blake2b(json.dumps(_view(body), sort_keys=True, default=str)
-                                     .encode(), digest_size=16).hexdigest()
+            if _name == "pods" and not views.wants_accelerators(body.get("spec") or {}):
+                return  # seen (for `fill`), but other pods take no accelerators
+            slim = _view(body)
+            cache[key] = slim
+            digest = hashlib.blake2b(json.dumps(slim, sort_keys=True, default=str).encode(),
+                                     digest_size=16).hexdigest()
             if digests.get((_name, key)) != digest:
                 digests[(_name, key)] = digest
                 planner.wake(f"{_name} changed")
 
-        kopf.index(*resource, id=f"ip_{name}", registry=registry, **filters)(index)
         kopf.on.event(*resource, id=f"{name}-event", registry=registry, **filters)(on_event)

@@ -50,13 +50,13 @@ log = structlog.get_logger("inferpool.planner")
 
 INDEX_NAMES = ("nodes", "pods", "accelerator_pools", "inference_pools", "deployments")
 WRITE_CONCURRENCY = 8  # API writes in flight at once (the client's connection pool holds 32)
-# An index maps "namespace/name" to the slim views of that object (kopf's Index: key -> Store).
-Index = Mapping[str, Iterable[dict[str, Any]]]
+# A cache maps "namespace/name" to the slim view of that object (handlers.Caches).
+Index = Mapping[str, dict[str, Any]]
 T = TypeVar("T")
 
 
 def _values(index: Index) -> list[dict[str, Any]]:
-    return [view for store in index.values() for view in store]
+    return list(index.values())
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Planner:
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self.ready = asyncio.Event()  # set once kopf has listed everything
+        self.ready = asyncio.Event()  # set once the caches hold every object
         self._wake = asyncio.Event()
         self._wake_reasons: set[str] = set()
         self.clock = SystemClock()
@@ -108,7 +108,7 @@ class Planner:
     # -- the loop ------------------------------------------------------------------------------
 
     def attach(self, indexes: Mapping[str, Index]) -> None:
-        """Start planning from kopf's live indexes (called once every index is listed)."""
+        """Start planning from the live caches (called once they hold every object)."""
         self.indexes = dict(indexes)
         self.ready.set()
 
@@ -118,7 +118,7 @@ class Planner:
 
     async def run(self) -> None:
         # Never plan from half-listed caches: an empty view looks like "no nodes" and would
-        # scale everything down. kopf attaches the indexes once every one is listed.
+        # scale everything down. handlers.fill attaches the caches once they are complete.
         while not self.ready.is_set():
             try:
                 await asyncio.wait_for(self.ready.wait(), timeout=30)

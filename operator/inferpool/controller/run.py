@@ -74,7 +74,8 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
     planner = Planner(settings, api, is_leader=lambda: elector.is_leader)
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry, settings)
-    handlers.register(registry, planner)
+    caches = handlers.Caches()
+    handlers.register(registry, planner, caches)
 
     log.info("starting", identity=settings.identity, namespaces=list(settings.namespaces) or
              "all", lease=f"{settings.lease_namespace}/{settings.lease_name}")
@@ -85,6 +86,8 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
         namespaces=list(settings.namespaces), stop_flag=stop,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"))
     tasks = [asyncio.create_task(_lease_loop(elector, planner, settings, stop)),
+             asyncio.create_task(handlers.fill(
+                 caches, planner, handlers.lister(planner, settings.namespaces))),
              asyncio.create_task(planner.run())]
     try:
         await kopf_task
@@ -100,7 +103,7 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
 
 
 def _readiness(planner: Planner, elector: LeaseElector) -> tuple[bool, str]:
-    """Ready once kopf has listed every watched resource (the planner's caches are complete),
+    """Ready once the planner's caches hold every watched object,
     as leader or as a standby that can take over at once."""
     if not planner.ready.is_set():
         return False, "waiting for the first complete listing of the watched resources"

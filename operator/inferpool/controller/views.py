@@ -1,4 +1,4 @@
-"""Slim copies of watched objects, kept in kopf indexes.
+"""Slim copies of watched objects, kept in the operator's caches (controller/handlers.py).
 
 Only the fields the planner reads are kept, so memory stays small at thousands of nodes and pods,
 and a heartbeat that changes nothing we read does not wake the planner.
