@@ -51,6 +51,16 @@ def ready_pods(sandbox: Sandbox, ns: str) -> list[dict[str, Any]]:
         c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
 
 
+def pod_states(sandbox: Sandbox, ns: str) -> list[tuple[str, str, str, list[str], bool]]:
+    """Per pod: name, node, phase, its conditions and whether it is being deleted (for failure
+    messages)."""
+    return [(p["metadata"]["name"], p["spec"].get("nodeName") or "-", p["status"].get("phase"),
+             [f"{c['type']}={c['status']}{'/' + c['reason'] if c.get('reason') else ''}"
+              for c in p["status"].get("conditions", [])],
+             bool(p["metadata"].get("deletionTimestamp")))
+            for p in sandbox.get_json("pods", "-n", ns)["items"]]
+
+
 def node_ready(sandbox: Sandbox, node: str) -> bool:
     conditions = sandbox.get_json("node", node)["status"]["conditions"]
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -103,7 +113,9 @@ def test_whole_pool_loss_moves_replicas_to_another_family_and_back(
     while replicas(sandbox, ns) != {"fam-v6e-v6e": 3} or ready(sandbox, ns) != {
             "fam-v6e-v6e": 3}:
         lowest = min(lowest, len(ready_pods(sandbox, ns)))
-        assert time.monotonic() < deadline, f"not back on v6e: {replicas(sandbox, ns)}"
+        assert time.monotonic() < deadline, (
+            f"not back on v6e: {replicas(sandbox, ns)}; pods: {pod_states(sandbox, ns)}; "
+            f"nodes: {[(n, node_ready(sandbox, n)) for n in ('v6e-0', 'v6e-1')]}")
         time.sleep(0.3)
     assert lowest >= 3
     wait_for(lambda: condition(sandbox, ns, "fam", "Degraded").get("status") == "False",
