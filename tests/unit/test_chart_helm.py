@@ -89,6 +89,7 @@ LINT_CASES = {
                       "--set", "metrics.serviceMonitor.enabled=true",
                       "--set", "prometheus.authSecrets=true",
                       "--set", "prometheus.url=http://prometheus.monitoring:9090",
+                      "--set-json", 'prometheus.allowedURLs=["https://thanos.example/t/"]',
                       "--set-json", 'operator.allowPrivilegedNamespaces=["gpu-debug"]'],
     "everything off": ["--set", "crds.install=false", "--set", "rbac.create=false",
                        "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=op",
@@ -164,6 +165,7 @@ def test_operator_container() -> None:
     assert variables["INFERPOOL_METRICS_PORT"] == "8080"
     assert variables["INFERPOOL_HEALTH_PORT"] == "8081"
     assert variables["INFERPOOL_LOG_FORMAT"] == "json"
+    assert variables["INFERPOOL_PROMETHEUS_ALLOWED_URLS"] == ""  # only prometheus.url
 
 
 def test_every_env_variable_is_a_flag_of_inferpool_run() -> None:
@@ -188,6 +190,7 @@ def test_values_reach_the_operator() -> None:
                    "image.repository": "inferpool-operator", "image.tag": "dev",
                    "image.pullPolicy": "Never"},
                   json_values={"operator.allowPrivilegedNamespaces": '["a", "b"]',
+                               "prometheus.allowedURLs": '["https://t.example/a", "*"]',
                                "operator.extraArgs": '["--hysteresis=0.1"]'})
     variables = env(docs)
     assert variables["INFERPOOL_LOG_FORMAT"] == "console"
@@ -195,6 +198,7 @@ def test_values_reach_the_operator() -> None:
     assert variables["INFERPOOL_TICK_SECONDS"] == "5"
     assert variables["INFERPOOL_PROMETHEUS_URL"] == "http://prom.monitoring:9090"
     assert variables["INFERPOOL_ALLOW_PRIVILEGED_NAMESPACES"] == "a,b"
+    assert variables["INFERPOOL_PROMETHEUS_ALLOWED_URLS"] == "https://t.example/a,*"
     assert variables["INFERPOOL_METRICS_PORT"] == "9100"
     op = container(docs)
     assert op["image"] == "inferpool-operator:dev"

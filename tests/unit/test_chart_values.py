@@ -22,6 +22,10 @@ BAD = {
         "--set-json", 'operator.allowPrivilegedNamespaces=["Not_A_Name"]',
         "allowPrivilegedNamespaces"),
     "prometheus URL without scheme": ("--set", "prometheus.url=prometheus:9090", "url"),
+    "allowed Prometheus URL with credentials": (
+        "--set-json", 'prometheus.allowedURLs=["http://u:p@prom:9090"]', "allowedURLs"),
+    "allowed Prometheus URLs as one comma-separated string": (
+        "--set-json", 'prometheus.allowedURLs=["http://a,http://b"]', "allowedURLs"),
     "image digest": ("--set", "image.digest=latest", "digest"),
     "negative tick": ("--set", "operator.tickSeconds=-1", "tickSeconds"),
     "secrets switch as text": ("--set-string", "prometheus.authSecrets=true", "authSecrets"),

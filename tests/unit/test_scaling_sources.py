@@ -50,13 +50,15 @@ class FakePrometheus:
     requests: list[web.Request] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request)
         if self.stall:
             await self.release.wait()  # set at teardown: slow, not hung forever
         text = self.body if isinstance(self.body, str) else json.dumps(self.body)
-        return web.Response(status=self.status, text=text, content_type="application/json")
+        return web.Response(status=self.status, text=text, content_type="application/json",
+                            headers=self.headers)
 
 
 @asynccontextmanager
@@ -135,6 +137,23 @@ def test_url_path_prefix_is_kept() -> None:
             return await read_once(fake)
 
     assert run(go()).ok
+
+
+def test_redirects_are_not_followed() -> None:
+    """The operator's URL allow-list checks the configured URL: a redirect must not move the
+    query and its token elsewhere."""
+
+    async def go() -> tuple[Reading, list[web.Request]]:
+        async with fake_prometheus() as target, fake_prometheus() as fake:
+            fake.status = 302
+            fake.headers = {"Location": f"{target.url}/api/v1/query"}
+            return await read_once(fake, bearer_token="s3cr3t"), target.requests
+
+    reading, followed = run(go())
+    assert reading.reason == Reason.HTTP_ERROR
+    assert "HTTP 302" in reading.message
+    assert "not followed" in reading.message
+    assert followed == []
 
 
 def test_secrets_stay_out_of_repr() -> None:

@@ -68,8 +68,8 @@ class PrometheusSource(ApiModel):
     query: Annotated[StrictStr, Field(min_length=1, max_length=4096)]
     """PromQL returning one sample: the request rate the model must serve, in requests/s."""
     url: Annotated[StrictStr, Field(max_length=2048, pattern=r"^https?://[^\s]+$")] | None = None
-    """Prometheus base URL; overrides the operator's default (may be restricted by the
-    operator's configuration)."""
+    """Prometheus base URL; overrides the operator's default. The operator queries it only if
+    its --prometheus-allowed-urls allows it (otherwise DemandUnknown, PrometheusURLNotAllowed)."""
     timeout_seconds: Annotated[StrictInt, Field(ge=1, le=300)] = 10
     """Query timeout; on failure the last known demand is kept."""
     auth: PrometheusAuth | None = None
@@ -94,8 +94,8 @@ class ScaleDown(ApiModel):
     replicas (the HPA's default: 300)."""
     tolerance: Tolerance = 0.05
     """Ignore decreases of required capacity smaller than this fraction. Lower than the HPA's
-    0.1 because the window already keeps noise from removing replicas; each point saves about
-    as much on the way down (see docs/scaling.md)."""
+    0.1: the window already keeps noise from removing replicas, and capacity held inside the
+    band is paid for on every way down (docs/scaling.md)."""
 
 
 class Demand(ApiModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from inferpool.scaling.sources import (
     PrometheusSource,
     Reading,
 )
+from inferpool.scaling.urls import url_allowed, without_credentials
 
 # Resolves a Secret reference (namespace, name, key) to its value; None when unreadable.
 SecretReader = Callable[[str, str, str], "str | None"]
@@ -46,9 +47,13 @@ class _Entry:
 
 class DemandBook:
     def __init__(self, clock: Clock, default_prometheus_url: str | None,
-                 read_secret: SecretReader | None = None) -> None:
+                 read_secret: SecretReader | None = None,
+                 allowed_urls: Sequence[str] = ()) -> None:
         self._clock = clock
         self._default_url = default_prometheus_url
+        # What spec.demand.prometheus.url may be: the operator's own URL is always allowed.
+        self._allowed = tuple(allowed_urls) + ((default_prometheus_url,)
+                                               if default_prometheus_url else ())
         self._read_secret = read_secret
         self._entries: dict[str, _Entry] = {}
 
@@ -62,6 +67,13 @@ class DemandBook:
         if not url:
             return Reading.failed("NoPrometheusURL", "spec.demand.prometheus.url is not set and "
                                   "the operator has no --prometheus-url")
+        if prom.url and not url_allowed(prom.url, self._allowed):
+            # Refused before any Secret is read or request sent (server-side request forgery).
+            return Reading.failed("PrometheusURLNotAllowed", f"spec.demand.prometheus.url "
+                                  f"{without_credentials(prom.url)} is not allowed: the operator "
+                                  "queries only its --prometheus-url and the URL prefixes in its "
+                                  "--prometheus-allowed-urls (INFERPOOL_PROMETHEUS_ALLOWED_URLS, "
+                                  "chart value prometheus.allowedURLs)")
         token = None
         if prom.auth is not None:
             namespace = key.split("/", 1)[0]

@@ -82,7 +82,8 @@ class Planner:
         self._wake = asyncio.Event()
         self._wake_reasons: set[str] = set()
         self.clock = SystemClock()
-        self.demand = DemandBook(self.clock, settings.prometheus_url, self._read_secret)
+        self.demand = DemandBook(self.clock, settings.prometheus_url, self._read_secret,
+                                 settings.prometheus_allowed_urls)
         self.rebalance_started: dict[str, float] = {}
         # (namespace, name) -> resourceVersion right after our own write: a live object still at
         # that version is ours as written, even where the API server normalised a value.

@@ -7,6 +7,8 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from inferpool.scaling.urls import parse_allowed_urls
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -22,6 +24,8 @@ class Settings:
     solver_time_budget_seconds: float = 1.0
     hysteresis: float = 0.05
     prometheus_url: str | None = None
+    # URL prefixes spec.demand.prometheus.url may use besides prometheus_url; "*": any URL
+    prometheus_allowed_urls: tuple[str, ...] = ()
     toleration_seconds: int = 30
     replace_pods_on_failed_nodes: bool = True
     stockout_seconds: float = 30.0  # Pending-unschedulable this long marks a pool stocked out
@@ -38,6 +42,13 @@ class Settings:
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"INFERPOOL_{name.upper().replace('-', '_')}", default)
+
+
+def _allowed_urls(text: str) -> tuple[str, ...]:
+    try:
+        return parse_allowed_urls(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="relative cost saving below which replicas are not moved")
     a("--prometheus-url", default=_env("prometheus-url", "") or None,
       help="default Prometheus for InferencePools whose demand query names no URL")
+    a("--prometheus-allowed-urls", type=_allowed_urls,
+      default=_env("prometheus-allowed-urls", ""), metavar="URL[,URL...]",
+      help="URL prefixes (scheme://host[:port][/path]) an InferencePool's "
+      "spec.demand.prometheus.url may use; --prometheus-url is always allowed; '*': any URL "
+      "(default: %(default)r)")
     a("--toleration-seconds", type=int,
       default=int(_env("toleration-seconds", str(d.toleration_seconds))),
       help="tolerationSeconds for not-ready/unreachable taints on the pods we create")
@@ -107,7 +123,8 @@ def from_args(args: argparse.Namespace) -> Settings:
         lease_name=args.lease_name, lease_namespace=args.lease_namespace,
         lease_seconds=args.lease_seconds, identity=args.identity, solver=args.solver,
         solver_time_budget_seconds=args.solver_time_budget_seconds, hysteresis=args.hysteresis,
-        prometheus_url=args.prometheus_url, toleration_seconds=args.toleration_seconds,
+        prometheus_url=args.prometheus_url, prometheus_allowed_urls=args.prometheus_allowed_urls,
+        toleration_seconds=args.toleration_seconds,
         allow_privileged_namespaces=tuple(args.allow_privileged_namespaces),
         replace_pods_on_failed_nodes=args.replace_pods_on_failed_nodes,
         stockout_seconds=args.stockout_seconds, broken_seconds=args.broken_seconds,

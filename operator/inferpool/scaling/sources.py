@@ -197,9 +197,13 @@ class PrometheusSource:
                 headers=self._headers,
                 ssl=tls,
                 timeout=aiohttp.ClientTimeout(total=cfg.timeout_seconds),
+                # The URL allow-list checks the configured URL: a redirect must not lead the
+                # query (and its credentials) anywhere else.
+                allow_redirects=False,
             ) as resp:
                 status = resp.status
                 body = await resp.read()
+                location = resp.headers.get("Location", "")
         # Order matters: aiohttp's timeout and TLS errors subclass the broader ones below.
         except TimeoutError:
             return Reading.failed(
@@ -211,6 +215,9 @@ class PrometheusSource:
             return Reading.failed(
                 Reason.UNREACHABLE, f"GET {self._where}: {type(err).__name__}: {err}"
             )
+        if 300 <= status < 400:
+            return Reading.failed(Reason.HTTP_ERROR, f"GET {self._where}: HTTP {status}: "
+                                  f"redirect to {location!r} not followed (give the final URL)")
         return self._parse(status, body)
 
     def _parse(self, status: int, body: bytes) -> Reading:
