@@ -86,6 +86,27 @@ def test_single_node_loss_is_replaced_before_any_eviction(sandbox: Sandbox, ns: 
         fault(sandbox, "recover", victim)
 
 
+def test_node_loss_in_a_full_node_pool_spills_without_a_stockout(sandbox: Sandbox, ns: str
+                                                                  ) -> None:
+    # 4 v6e replicas fill the v6e pool's 4 nodes: the displaced one has nowhere to go there
+    apply(sandbox, ns, ipool("full", 40, [H100, V6E]))
+    settle(sandbox, ns, {"full-v6e-v6e": 4})
+    victim = "v6e-1"
+    fault(sandbox, "fail", victim)
+    try:
+        wait_for(lambda: not node_ready(sandbox, victim), timeout=20, what=f"{victim} NotReady")
+        wait_for(lambda: len(ready_pods(sandbox, ns)) == 4 and all(
+            p["spec"]["nodeName"] != victim for p in ready_pods(sandbox, ns)),
+            timeout=20, interval=0.1, what="4 replicas Ready off the failed node")
+        # the engine saw the lost node and moved the replica itself: the pool was never
+        # mistaken for stocked out (that would cap it and wait out the stockout bound)
+        events = sandbox.get_json("events", "-n", ns)["items"]
+        assert not [e["message"] for e in events if e["reason"] == "Stockout"]
+        assert replicas(sandbox, ns) == {"full-v6e-v6e": 3, "full-h100-h100": 1}
+    finally:
+        fault(sandbox, "recover", victim)
+
+
 def test_whole_pool_loss_moves_replicas_to_another_family_and_back(
     sandbox: Sandbox, ns: str
 ) -> None:

@@ -62,8 +62,10 @@ class OperatorProcess:
         return any(line.get("event") == event for line in self.log_lines())
 
     def wait_leader(self, timeout: float = 30) -> None:
+        """Until this operator leads and plans: it holds the Lease and its caches are complete
+        (`/readyz` answers "leader")."""
         deadline = time.monotonic() + timeout
-        while not self.said("became leader"):
+        while not (self.said("became leader") and self.said("caches complete")):
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"operator {self.identity} exited; see {self.log_path}")
             if time.monotonic() > deadline:
