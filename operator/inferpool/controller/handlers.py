@@ -73,19 +73,22 @@ async def fill(caches: Caches, planner: Attachable, list_keys: ListKeys,
     arrives through the watch."""
     started = time.monotonic()
     pending = list(INDEX_NAMES)
+    warned: set[tuple[str, str]] = set()  # each failure once, not every interval
     while pending:
         for name in list(pending):
             try:
                 existing = await asyncio.to_thread(list_keys, name)
-            except ApiException as exc:
-                if exc.status != 404:  # forbidden, or the API failing: retry; the planner warns
-                    log.warning("cannot list to check the caches", resource=name,
-                                error=f"{exc.status} {exc.reason}")
+            except Exception as exc:
+                if isinstance(exc, ApiException) and exc.status == 404:
+                    existing = set()  # CRD not installed: nothing to wait for (kopf warns)
+                else:  # unreachable, forbidden or failing: retry; the planner warns as well
+                    error = (f"{exc.status} {exc.reason}" if isinstance(exc, ApiException)
+                             else str(exc))
+                    if (name, error) not in warned:
+                        warned.add((name, error))
+                        log.warning("cannot list to check the caches", resource=name,
+                                    error=error)
                     continue
-                existing = set()  # CRD not installed: nothing to wait for (kopf warns)
-            except Exception as exc:  # unreachable: retry
-                log.warning("cannot list to check the caches", resource=name, error=str(exc))
-                continue
             if not caches.missing(name, existing):
                 pending.remove(name)
         if pending:
@@ -116,6 +119,8 @@ def lister(planner: Planner, namespaces: tuple[str, ...]) -> ListKeys:
     def list_keys(name: str) -> set[str]:
         if name == "nodes":
             return object_keys(core.list_node)
+        if name == "accelerator_pools":  # cluster-scoped, watched whatever the namespaces
+            return namespaced(name, None)
         if not namespaces:
             return namespaced(name, None)
         return set().union(*(namespaced(name, ns) for ns in namespaces))
