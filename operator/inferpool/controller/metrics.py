@@ -27,6 +27,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
+from inferpool.controller.translate import by_pool
 from inferpool.k8s import labels as lbl
 
 if TYPE_CHECKING:
@@ -336,9 +337,7 @@ class OperatorMetrics:
         for key, n in planned.items():
             if key[0] in now:
                 now[key[0]][key] = n
-        running: dict[str, dict[PlacementKey, int]] = {}
-        for key, d in live.items():
-            running.setdefault(key[0], {})[key] = d.replicas
+        running = by_pool({key: d.replicas for key, d in live.items()})
         for pool_key, placement in now.items():
             before = self._last_planned.get(pool_key)
             if before is None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from kubernetes import client
@@ -36,6 +36,7 @@ from inferpool.controller.translate import (
     LiveDeployment,
     ParseCache,
     ParsedPool,
+    by_pool,
     make_before_break,
     unready,
 )
@@ -52,7 +53,6 @@ INDEX_NAMES = ("nodes", "pods", "accelerator_pools", "inference_pools", "deploym
 WRITE_CONCURRENCY = 8  # API writes in flight at once (the client's connection pool holds 32)
 # A cache maps "namespace/name" to the slim view of that object (handlers.Caches).
 Index = Mapping[str, dict[str, Any]]
-T = TypeVar("T")
 
 
 def _values(index: Index) -> list[dict[str, Any]]:
@@ -167,7 +167,7 @@ class Planner:
         # 2. demand
         t0 = time.perf_counter()
         by_key = {p.key: p for p in pools}
-        live_of = _by_pool(live)
+        live_of = by_pool(live)
         ready_capacity = {p.key: _ready_capacity(p, live_of.get(p.key, {})) for p in pools}
         demands = await self.demand.observe_all({k: p.model for k, p in by_key.items()},
                                                 ready_capacity)
@@ -365,7 +365,7 @@ class Planner:
                               in_use: Mapping[str, int]) -> int:
         jobs: list[Callable[[], bool]] = []
         # each pool's status reads only its own places: group them once, not once per pool
-        targets_of, live_of = _by_pool(targets), _by_pool(live)
+        targets_of, live_of = by_pool(targets), by_pool(live)
         for pool in pools:
             problems = degraded.get(pool.key, [])
             new = st.pool_status(pool, plan.outcomes.get(pool.key), demands[pool.key],
@@ -457,14 +457,6 @@ async def _run_all(jobs: list[Callable[[], bool]], executor: Executor) -> list[b
     """Run blocking API calls on `executor` (its size bounds how many run at once)."""
     loop = asyncio.get_running_loop()
     return list(await asyncio.gather(*(loop.run_in_executor(executor, j) for j in jobs)))
-
-
-def _by_pool(places: Mapping[PlacementKey, T]) -> dict[str, dict[PlacementKey, T]]:
-    """Places grouped by InferencePool key."""
-    out: dict[str, dict[PlacementKey, T]] = {}
-    for key, value in places.items():
-        out.setdefault(key[0], {})[key] = value
-    return out
 
 
 def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:

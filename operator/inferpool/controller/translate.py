@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -16,6 +16,8 @@ from inferpool.api.inference_pool import InferencePool, Variant
 from inferpool.api.security import ALLOW_PRIVILEGED
 from inferpool.k8s import labels as lbl
 from inferpool.placement import PlacementKey, PoolDemand, VariantDemand
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,14 @@ def unready(planned: Mapping[PlacementKey, int],
     return {k[0] for k, n in planned.items() if (live[k].ready if k in live else 0) < n}
 
 
+def by_pool(places: Mapping[PlacementKey, T]) -> dict[str, dict[PlacementKey, T]]:
+    """Places grouped by InferencePool key (the first part of a PlacementKey)."""
+    out: dict[str, dict[PlacementKey, T]] = {}
+    for key, value in places.items():
+        out.setdefault(key[0], {})[key] = value
+    return out
+
+
 def make_before_break(
     planned: Mapping[PlacementKey, int],
     live: Mapping[PlacementKey, LiveDeployment],
@@ -193,11 +203,9 @@ def make_before_break(
     same InferencePool is Ready, or the pool's rollout.readyTimeoutSeconds has passed since the
     move began. Replicas in node pools with no healthy node serve nothing, so they never hold."""
     gate = Gate()
-    own_keys: dict[str, list[PlacementKey]] = {}  # by pool: one pass, not one per pool
-    for k in sorted(set(planned) | set(live)):
-        own_keys.setdefault(k[0], []).append(k)
+    own_keys = by_pool(dict.fromkeys(sorted(set(planned) | set(live))))  # one pass, not per pool
     for pool_key_, pool in pools.items():
-        own = own_keys.get(pool_key_, [])
+        own = list(own_keys.get(pool_key_, {}))
         # Any place with fewer Ready replicas than planned (growing now, or grown on an earlier
         # round and still starting) keeps the old replicas.
         waiting = [k for k in own if (live[k].ready if k in live else 0) < planned.get(k, 0)]
