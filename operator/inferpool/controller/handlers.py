@@ -12,8 +12,6 @@ never touch the objects they watch (no finalizers, no kopf annotations).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -130,7 +128,6 @@ def lister(planner: Planner, namespaces: tuple[str, ...]) -> ListKeys:
 
 def register(registry: kopf.OperatorRegistry, planner: Planner, caches: Caches) -> None:
     """One event handler per watched resource: keep the view, wake the planner on a change."""
-    digests: dict[tuple[str, str], str] = {}
     for name, (resource, view) in RESOURCES.items():
         filters: dict[str, Any] = {}
         if name == "deployments":
@@ -144,18 +141,14 @@ def register(registry: kopf.OperatorRegistry, planner: Planner, caches: Caches) 
             caches.saw(_name, key)
             cache = caches.views[_name]
             if event.get("type") == "DELETED":
-                digests.pop((_name, key), None)
                 if cache.pop(key, None) is not None:
                     planner.wake(f"{_name} deleted")
                 return
             if _name == "pods" and not views.wants_accelerators(body.get("spec") or {}):
                 return  # seen (for `fill`), but other pods take no accelerators
             slim = _view(body)
-            cache[key] = slim
-            digest = hashlib.blake2b(json.dumps(slim, sort_keys=True, default=str).encode(),
-                                     digest_size=16).hexdigest()
-            if digests.get((_name, key)) != digest:
-                digests[(_name, key)] = digest
+            if cache.get(key) != slim:  # a heartbeat that changes nothing we read: no wake-up
+                cache[key] = slim
                 planner.wake(f"{_name} changed")
 
         kopf.on.event(*resource, id=f"{name}-event", registry=registry, **filters)(on_event)
