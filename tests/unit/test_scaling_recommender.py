@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from inferpool.scaling import (
@@ -378,6 +378,9 @@ readings = st.one_of(
     steps=st.lists(st.tuples(st.floats(min_value=0.0, max_value=600.0), readings), max_size=60),
     min_capacity=st.floats(min_value=0.0, max_value=100.0),
 )
+# Demand 0, then the source fails for exactly the hold period: stale, so never zero.
+@example(steps=[(1.0, Reading.good(0.0)), (300.0, Reading.failed(Reason.TIMEOUT, "slow"))],
+         min_capacity=0.0)
 def test_invariants_hold_for_any_sequence(
     steps: list[tuple[float, Reading]], min_capacity: float
 ) -> None:

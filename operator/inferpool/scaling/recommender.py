@@ -11,7 +11,8 @@ the result. The pipeline for one observation:
    but at most max(x maxScaleUpFactor, + maxScaleUpRps) per observation; scale down to the
    *maximum* candidate of the scale-down window; either only when it moves more than that
    direction's tolerance (up 10 % as the HPA, down 5 %).
-4. never below minCapacity; with demand unknown, never below the safe floor and never down.
+4. never below minCapacity; while failing (stale or unknown), never below the safe floor; with
+   demand unknown, never down.
 """
 
 from __future__ import annotations
@@ -160,7 +161,9 @@ class DemandTracker:
                 new = min(up, self._step_limit(prev))
             elif down < prev * (1 - s.scale_down_tolerance):
                 new = down
-        self._required = max(new, s.min_capacity_rps)
+        # Holding a stale reading is still not knowing: never plan to zero on it.
+        floor = s.min_capacity_rps if reading.ok else max(s.min_capacity_rps, s.safe_floor_rps)
+        self._required = max(new, floor)
         return self.recommend()
 
     def recommend(self) -> DemandStatus:
@@ -201,7 +204,7 @@ class DemandTracker:
         why = failure.message if failure else "no reading observed"
         if failure is not None and age <= s.hold_seconds:
             return DemandStatus(
-                required_rps=self._required,
+                required_rps=max(self._required, s.min_capacity_rps, s.safe_floor_rps),
                 demand_rps=demand,
                 state=SourceState.STALE,
                 reason=reason,
