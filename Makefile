@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv installs the venv from uv.lock, the one lock of every dependency (runtime, test, dev).
+# This version must equal the one uv.lock pins for `uv` (a unit test checks).
+UV_VERSION := 0.13.8
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo \
+.PHONY: help venv lock test-latest lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo \
         bench-engine bench-scaling bench-failover bench-operator bench-scale simulate clean
 
 help:
@@ -13,17 +17,31 @@ help:
 	@echo "                 (DEMO_ARGS=--keep leaves it all running)"
 	@echo "make test        lint, types, import contract, then every test (builds the sandbox once)"
 	@echo "make test-unit   the fast tests only (no sandbox)"
+	@echo "make lock        re-resolve uv.lock after editing pyproject.toml (LOCK_ARGS=--upgrade: newest allowed)"
+	@echo "make test-latest the unit tests with the newest versions pyproject.toml allows (in .venv-latest)"
 	@echo "make sandbox-bin build or find the sandbox binaries (cached in ~/.cache/inferpool)"
 	@echo "make crds        regenerate crds/ from the pydantic models"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	# --locked: refuse a uv.lock that no longer matches pyproject.toml (run `make lock`)
+	$(BIN)/uv sync -q --locked --all-extras --python $(BIN)/python
 	touch $@
 
 venv: $(STAMP)
+
+lock: venv
+	$(BIN)/uv lock $(LOCK_ARGS)
+
+# Drift is seen here before users see it: a throwaway venv resolved to the newest allowed
+# versions (uv pip install resolves highest by default), then the unit tests.
+test-latest: venv
+	rm -rf .venv-latest
+	$(BIN)/uv venv -q --python $(BIN)/python .venv-latest
+	$(BIN)/uv pip install -q --python .venv-latest/bin/python -e '.[dev]'
+	.venv-latest/bin/pytest -m "not sandbox and not prometheus" -p no:cacheprovider
 
 lint: venv
 	$(BIN)/ruff check operator tests bench
@@ -76,4 +94,4 @@ simulate: venv
 	$(BIN)/inferpool simulate examples/scenarios/week-two-outages.yaml --out out/simulate
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis out
+	rm -rf $(VENV) .venv-latest .mypy_cache .ruff_cache .pytest_cache .hypothesis out
