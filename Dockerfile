@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The inferpool operator image: `docker build -t inferpool-operator:dev .`
 #
 # Two stages: the first builds a virtualenv from wheels only (no compiler is installed anywhere,
@@ -7,73 +6,28 @@
 # with a read-only root filesystem in mind (no writes at run time: bytecode is compiled here).
 #
 # Pins: the base image by tag (pin it by digest in your own pipeline:
-# python:3.11.13-slim-bookworm@sha256:...), pip and setuptools by version, and every runtime
-# dependency exactly (the versions the test suite ran with; from `pip freeze` of the venv,
-# runtime closure only). Bump them together with pyproject.toml.
+# python:3.11.13-slim-bookworm@sha256:...); every Python dependency, with its hash, from uv.lock,
+# the repository's one lock (runtime closure only: `uv export` leaves the test and dev extras
+# out); uv itself by the version the Makefile and uv.lock pin.
 
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore
-RUN python -m venv /opt/inferpool \
- && /opt/inferpool/bin/pip install pip==26.3 setuptools==80.9.0 wheel==0.45.1
-COPY <<'PINS' /tmp/constraints.txt
-aiohappyeyeballs==2.7.1
-aiohttp==3.14.5
-aiohttp-retry==2.9.1
-aiosignal==1.4.0
-annotated-types==0.8.0
-attrs==26.1.0
-certifi==2026.10.18
-charset-normalizer==3.5.2
-click==8.5.1
-durationpy==0.11
-frozenlist==1.8.0
-highspy==1.15.1
-idna==3.20
-iso8601==2.1.0
-jsonpatch==1.47
-jsonpointer==3.12
-kopf==1.45.2
-kubernetes==37.0.2
-multidict==7.2.1
-numpy==2.4.6
-oauthlib==4.0.1
-prometheus-client==0.26.0
-propcache==0.5.4
-pydantic==2.14.3
-pydantic-core==2.50.4
-python-dateutil==4.0.0
-python-json-logger==4.2.0
-pyyaml==6.0.3
-requests==2.34.2
-requests-oauthlib==2.0.0
-structlog==26.1.0
-typing-extensions==4.16.0
-typing-inspection==0.4.5
-tzdata==2026.6
-urllib3==2.8.0
-websocket-client==1.9.2
-yarl==1.25.1
-PINS
+    PIP_ROOT_USER_ACTION=ignore \
+    UV_NO_CACHE=1
+RUN python -m pip install uv==0.13.8 \
+ && python -m venv --without-pip /opt/inferpool
 WORKDIR /src
-# Dependencies first, in their own layer: it is rebuilt only when the pins or pyproject change.
-COPY pyproject.toml README.md ./
-RUN python - <<'PY' > /tmp/requirements.txt
-import tomllib
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
-PY
-RUN /opt/inferpool/bin/pip install --only-binary=:all: \
-      -c /tmp/constraints.txt -r /tmp/requirements.txt
-# Then the operator itself (a pure-Python wheel, not editable), built with the pinned setuptools
-# (no build isolation: it would fetch whatever setuptools is newest).
+# Dependencies first, in their own layer: it is rebuilt only when the lock or pyproject change.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv export --quiet --frozen --no-emit-project --format requirements-txt -o /tmp/requirements.txt \
+ && uv pip install --python /opt/inferpool/bin/python --only-binary=:all: --require-hashes \
+      -r /tmp/requirements.txt
+# Then the operator itself (not editable), built with the setuptools pyproject.toml pins exactly.
 COPY operator ./operator
-RUN /opt/inferpool/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
- && /opt/inferpool/bin/pip install --no-deps /tmp/wheels/*.whl \
- && /opt/inferpool/bin/pip check \
- && /opt/inferpool/bin/pip uninstall -y pip setuptools wheel \
+RUN uv pip install --python /opt/inferpool/bin/python --no-deps . \
  && /opt/inferpool/bin/python -m compileall -q /opt/inferpool
 
 FROM ${PYTHON_IMAGE}
