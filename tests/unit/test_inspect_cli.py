@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from inferpool import cli
 from inferpool.controller import planner, planning
@@ -97,10 +98,39 @@ def test_plan_and_status_commands_read_a_snapshot_file(
     assert cli.main(["status", "--snapshot", str(path)]) == 0
     rows = capsys.readouterr().out.splitlines()
     chat_row = next(line.split() for line in rows if line.startswith("serving"))
-    assert chat_row == ["serving", "chat", "3/3", "30.0", "30.0", "30.0", "80.00", "nvidia,tpu",
-                        "Ready"]
+    assert chat_row == ["serving", "chat", "3/3", "30.0", "30.0", "80.00", "nvidia,tpu"]
     h100_row = next(line.split() for line in rows if line.startswith("h100"))
     assert h100_row[-3:-1] == ["2/2", "8/16"]  # one pod holds 8 of the 16 GPUs
+
+    assert cli.main(["status", "--snapshot", str(path), "-o", "wide"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    chat_row = next(line.split() for line in rows if line.startswith("serving"))
+    assert chat_row[-2:] == ["30.0", "Ready"]  # wide: required capacity and conditions
+
+    assert cli.main(["status", "--snapshot", str(path), "-o", "yaml"]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert doc["inferencePools"][0]["families"] == "nvidia,tpu"
+
+
+def test_status_table_fits_80_columns_in_a_terminal() -> None:
+    """The default table, as rich draws it on an 80-column terminal: a row stays one line, and
+    a cell is cut short (…) when the row is too long, never folded into a narrow column."""
+    from rich.console import Console
+
+    from inferpool.controller.inspect_cli import _Output
+
+    headers = ["NAMESPACE", "INFERENCEPOOL", "READY", "DEMAND", "CAPACITY", "$/H", "FAMILIES"]
+    fits = ["serving", "llama-70b", "12/12", "480.0", "520.0", "1234.56", "neuron,nvidia,tpu"]
+    too_long = ["llama-serving-prod", "llama-70b-instruct", *fits[2:]]
+    for row in (fits, too_long):
+        console = Console(width=80, force_terminal=True, color_system=None, record=True)
+        _Output(console).table(headers, [row])
+        lines = console.export_text().splitlines()
+        assert all(len(line) <= 80 for line in lines)
+        assert len(lines) == 2
+        if row is fits:
+            assert lines[1].split() == fits
+    assert "…" in lines[1]
 
 
 def test_status_report_lists_node_pools_even_without_inference_pools() -> None:

@@ -54,13 +54,15 @@ def test_the_makefile_installs_the_locked_uv_from_the_lock() -> None:
     pinned = re.search(r"^UV_VERSION := (\S+)$", makefile, re.M)
     assert pinned is not None
     assert pinned.group(1) == _locked()["uv"]
-    assert "uv sync" in makefile and "--locked" in makefile
+    assert "uv sync" in makefile
+    assert "--locked" in makefile
 
 
 def test_the_image_installs_from_the_lock_with_hashes() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert f"uv=={_locked()['uv']}" in dockerfile
-    assert "uv export" in dockerfile and "--require-hashes" in dockerfile
+    assert "uv export" in dockerfile
+    assert "--require-hashes" in dockerfile
     # no hand-kept pins: the only `name==version` is uv's own
     pins = re.findall(r"\b([A-Za-z][\w.-]*)==\d", dockerfile)
     assert pins == ["uv"], pins

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from inferpool.controller.settings import add_arguments
+from inferpool.controller.settings import add_flags, given_flags, load
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    add_arguments(parser)
+    add_flags(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    settings = load(given_flags(args))  # before kopf is imported: a bad value fails at once
     from inferpool.controller.run import main
 
-    return main(args)
+    return main(settings)

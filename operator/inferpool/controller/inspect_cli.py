@@ -43,40 +43,52 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
                        help="read a file saved with `inferpool snapshot` instead")
 
 
+# The operator's settings that change what the engine decides: `plan` takes them (flags, then
+# the same INFERPOOL_* variables as `inferpool run`) so it can match a running operator.
+ENGINE_SETTINGS = ("solver", "solver_time_budget_seconds", "hysteresis", "max_moves_per_plan",
+                   "stockout_seconds", "broken_seconds", "allow_privileged_namespaces")
+
+
+def _output_argument(parser: argparse.ArgumentParser, formats: Sequence[str]) -> None:
+    parser.add_argument("-o", "--output", choices=formats, default=formats[0],
+                        help=f"output format (default: {formats[0]})")
+
+
 def _register_snapshot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
-    parser.add_argument("-o", "--output", default="-", metavar="FILE",
-                        help="where to write the JSON (default: stdout)")
+    _output_argument(parser, ("json", "yaml"))
+    parser.add_argument("-f", "--file", default="-", metavar="FILE",
+                        help="where to write it (default: stdout)")
     parser.set_defaults(func=_snapshot)
 
 
 def _register_plan(parser: argparse.ArgumentParser) -> None:
-    from inferpool.controller.settings import Settings
+    from inferpool.controller.settings import add_flags
 
-    d = Settings()
     _source_arguments(parser)
-    parser.add_argument("--output", choices=("table", "json"), default="table")
+    _output_argument(parser, ("table", "wide", "json", "yaml"))
     parser.add_argument("-n", "--namespace", help="print only this namespace's InferencePools "
                         "(all are planned: they compete for the same accelerators)")
-    tuning = parser.add_argument_group("engine settings (use the operator's, if it runs with "
-                                       "non-default ones)")
-    tuning.add_argument("--solver", choices=("auto", "milp", "fast"), default=d.solver)
-    tuning.add_argument("--solver-time-budget-seconds", type=float,
-                        default=d.solver_time_budget_seconds)
-    tuning.add_argument("--hysteresis", type=float, default=d.hysteresis)
-    tuning.add_argument("--max-moves-per-plan", type=int, default=d.max_moves_per_plan)
-    tuning.add_argument("--stockout-seconds", type=float, default=d.stockout_seconds)
-    tuning.add_argument("--broken-seconds", type=float, default=d.broken_seconds)
-    tuning.add_argument("--allow-privileged-namespace", action="append", default=[],
-                        dest="allow_privileged_namespaces")
+    add_flags(parser.add_argument_group(  # type: ignore[arg-type]  # groups take add_argument
+        "engine settings (use the operator's, if it runs with non-default ones)"),
+        ENGINE_SETTINGS)
     parser.set_defaults(func=_plan)
 
 
 def _register_status(parser: argparse.ArgumentParser) -> None:
     _source_arguments(parser)
-    parser.add_argument("--output", choices=("table", "json"), default="table")
+    _output_argument(parser, ("table", "wide", "json", "yaml"))
     parser.add_argument("-n", "--namespace", help="only this namespace's InferencePools")
     parser.set_defaults(func=_status)
+
+
+def _print_data(report: Any, fmt: str) -> None:
+    if fmt == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(report, sort_keys=False))
+    else:
+        print(json.dumps(report, indent=2, default=str))
 
 
 # -- reading the cluster -------------------------------------------------------------------
@@ -142,7 +154,12 @@ def capture(kubeconfig: str | None) -> dict[str, Any]:
 
 
 def load_snapshot(path: Path) -> dict[str, Any]:
-    doc = json.loads(path.read_text())
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text())  # JSON is YAML: both formats of `snapshot -o`
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"{path}: not a file written by `inferpool snapshot` ({exc})") from None
     if not isinstance(doc, dict) or doc.get("kind") != SNAPSHOT_KIND:
         raise SystemExit(f"{path}: not a file written by `inferpool snapshot`")
     if doc.get("version") != SNAPSHOT_VERSION:
@@ -173,14 +190,19 @@ def _inputs(doc: Mapping[str, Any], allow_privileged: Iterable[str] = ()) -> Clu
 
 def _snapshot(args: argparse.Namespace) -> int:
     doc = capture(args.kubeconfig)
-    text = json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n"
-    if args.output == "-":
+    if args.output == "yaml":
+        import yaml
+
+        text = yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=True)
+    else:
+        text = json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n"
+    if args.file == "-":
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text)
+        Path(args.file).write_text(text)
         counts = ", ".join(f"{len(doc[k])} {k.replace('_', ' ')}" for k in (
             "nodes", "pods", "accelerator_pools", "inference_pools", "deployments"))
-        print(f"wrote {args.output}: {counts}", file=sys.stderr)
+        print(f"wrote {args.file}: {counts}", file=sys.stderr)
     return 0
 
 
@@ -236,19 +258,16 @@ def plan_report(doc: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from inferpool.controller.settings import Settings
+    from inferpool.controller.settings import Settings, given_flags, load
 
-    settings = Settings(
-        solver=args.solver, solver_time_budget_seconds=args.solver_time_budget_seconds,
-        hysteresis=args.hysteresis, max_moves_per_plan=args.max_moves_per_plan,
-        stockout_seconds=args.stockout_seconds, broken_seconds=args.broken_seconds,
-        allow_privileged_namespaces=tuple(args.allow_privileged_namespaces))
+    engine = load(given_flags(args))
+    settings = Settings(**{name: getattr(engine, name) for name in ENGINE_SETTINGS})
     report = plan_report(_read(args), settings)
     if args.namespace:
         report["pools"] = [p for p in report["pools"] if p["namespace"] == args.namespace]
         report["invalid"] = [p for p in report["invalid"] if p["namespace"] == args.namespace]
-    if args.output == "json":
-        print(json.dumps(report, indent=2))
+    if args.output in ("json", "yaml"):
+        _print_data(report, args.output)
         return 0
     out = _Output()
     optimal = "optimal" if report["optimal"] else "not proven optimal"
@@ -336,26 +355,32 @@ def _status(args: argparse.Namespace) -> int:
     if args.namespace:
         report["inferencePools"] = [p for p in report["inferencePools"]
                                     if p["namespace"] == args.namespace]
-    if args.output == "json":
-        print(json.dumps(report, indent=2))
+    if args.output in ("json", "yaml"):
+        _print_data(report, args.output)
         return 0
+    wide = args.output == "wide"
     out = _Output()
 
     def num(value: Any, fmt: str = "{:.1f}") -> str:
         return "-" if value is None else fmt.format(value)
 
-    out.table(["NAMESPACE", "INFERENCEPOOL", "READY", "DEMAND", "REQUIRED", "CAPACITY",
-               "$/H", "FAMILIES", "CONDITIONS"],
+    # kubectl's way: the default table fits 80 columns; -o wide adds the long ones
+    pool_columns = ["NAMESPACE", "INFERENCEPOOL", "READY", "DEMAND", "CAPACITY", "$/H",
+                    "FAMILIES"] + (["REQUIRED", "CONDITIONS"] if wide else [])
+    out.table(pool_columns,
               [[p["namespace"], p["name"], f"{p['readyReplicas']}/{p['desiredReplicas']}",
-                num(p["demand"]), num(p["requiredCapacity"]), num(p["capacity"]),
-                num(p["costPerHour"], "{:.2f}"), p["families"] or "-",
-                ",".join(p["conditions"]) or "-"] for p in report["inferencePools"]],
+                num(p["demand"]), num(p["capacity"]), num(p["costPerHour"], "{:.2f}"),
+                p["families"] or "-"]
+               + ([num(p["requiredCapacity"]), ",".join(p["conditions"]) or "-"] if wide else [])
+               for p in report["inferencePools"]],
               title="InferencePools (req/s)", empty="no InferencePools")
     out.line("")
-    out.table(["NODE POOL", "FAMILY", "PRODUCT", "TYPE", "NODES READY", "ACC FREE", "$/ACC-H"],
-              [[p["name"], p["family"], p["product"] or "-", p["capacityType"],
-                f"{p['nodesReady']}/{p['nodes']}", f"{p['acceleratorsFree']}/{p['accelerators']}",
+    out.table(["NODE POOL", "FAMILY", "NODES READY", "ACC FREE", "$/ACC-H"]
+              + (["PRODUCT", "TYPE"] if wide else []),
+              [[p["name"], p["family"], f"{p['nodesReady']}/{p['nodes']}",
+                f"{p['acceleratorsFree']}/{p['accelerators']}",
                 f"{p['pricePerAcceleratorHour']:.2f}" + ("" if p["priceKnown"] else "?")]
+               + ([p["product"] or "-", p["capacityType"]] if wide else [])
                for p in report["nodePools"]],
               title="Node pools (ACC: accelerators)", empty="no accelerator node pools")
     if any(not p["priceKnown"] for p in report["nodePools"]):
@@ -363,19 +388,16 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- output: rich in a terminal when installed, plain text otherwise -----------------------
+# -- output: rich in a terminal, plain text otherwise -----------------------
 
 
 class _Output:
-    def __init__(self) -> None:
-        self._console: Any = None
-        if sys.stdout.isatty():
-            try:
-                from rich.console import Console
-            except ImportError:
-                pass
-            else:
-                self._console = Console()
+    def __init__(self, console: Any = None) -> None:
+        self._console: Any = console
+        if console is None and sys.stdout.isatty():
+            from rich.console import Console
+
+            self._console = Console()
 
     def line(self, text: str) -> None:
         if self._console is not None:
@@ -389,15 +411,13 @@ class _Output:
             self.line(f"{title}: {empty}" if title else empty)
             return
         if self._console is not None:
-            from rich import box
             from rich.table import Table
 
-            table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD,
-                          padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
-            for i, header in enumerate(headers):
-                # short columns keep their width; long ones (products, reasons) fold if need be
-                short = max((len(r[i]) for r in rows), default=0) <= 12
-                table.add_column(header, overflow="fold", no_wrap=short)
+            table = Table(title=title or None, title_justify="left", box=None,
+                          padding=(0, 2, 0, 0), pad_edge=False, show_edge=False)
+            for header in headers:
+                # a cell is never folded into a narrow column: too wide a table is cut short
+                table.add_column(header, overflow="ellipsis", no_wrap=True)
             for row in rows:
                 table.add_row(*row)
             self._console.print(table)

@@ -84,7 +84,7 @@ def engine_call(inputs: ClusterInputs, required_rps: Mapping[str, float], settin
     keys = {p.key for p in inputs.pools}
     current = {k: d.replicas for k, d in inputs.live.items() if k[0] in keys and d.replicas > 0}
     options = PlacementOptions(
-        solver=settings.solver,  # type: ignore[arg-type]
+        solver=settings.solver,
         time_budget_s=settings.solver_time_budget_seconds,
         hysteresis=settings.hysteresis,
         pool_accelerator_limits={p: accelerators_in_use(inputs.pods, p) for p in stocked_out},

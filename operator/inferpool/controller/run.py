@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -18,15 +17,14 @@ from inferpool import logs
 from inferpool.controller import handlers
 from inferpool.controller.metrics import MetricsServer
 from inferpool.controller.planner import Planner
-from inferpool.controller.settings import Settings, from_args
+from inferpool.controller.settings import Settings
 from inferpool.k8s.client import api_client
 from inferpool.k8s.lease import LeaseElector
 
 log = structlog.get_logger("inferpool.run")
 
 
-def main(args: argparse.Namespace) -> int:
-    settings = from_args(args)
+def main(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
     asyncio.run(operate(settings))
     return 0

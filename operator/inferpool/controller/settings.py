@@ -1,135 +1,201 @@
-"""Operator settings: flags, with environment variables (INFERPOOL_<FLAG>) as defaults."""
+"""Operator settings: one validated model, filled from flags, then INFERPOOL_<NAME> variables,
+then defaults (flags win). pydantic-settings reads the environment; argparse only collects the
+flags a user typed (every flag defaults to "not given"), so nothing is layered by hand.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, get_args, get_origin
 
-from inferpool.scaling.urls import parse_allowed_urls
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "INFERPOOL_"
+# A comma-separated list in one variable or flag value; flags may also be repeated.
+Names = tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Settings:
+def _default_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     kubeconfig: str | None = None
-    namespaces: tuple[str, ...] = ()  # empty: all namespaces
-    tick_seconds: float = 15.0  # periodic re-plan even when nothing changed
-    debounce_seconds: float = 0.1  # changes arriving together make one plan
+    namespaces: Names = ()  # empty: all namespaces
+    tick_seconds: float = Field(15.0, gt=0)  # periodic re-plan even when nothing changed
+    debounce_seconds: float = Field(0.1, ge=0)  # changes arriving together make one plan
     lease_name: str = "inferpool-operator"
     lease_namespace: str = "default"
-    lease_seconds: int = 10
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    solver: str = "auto"
-    solver_time_budget_seconds: float = 1.0
-    hysteresis: float = 0.05
+    lease_seconds: int = Field(10, ge=1)
+    identity: str = Field(default_factory=_default_identity)
+    solver: Literal["auto", "milp", "fast"] = "auto"
+    solver_time_budget_seconds: float = Field(1.0, gt=0)
+    hysteresis: float = Field(0.05, ge=0, lt=1)
     prometheus_url: str | None = None
     # URL prefixes spec.demand.prometheus.url may use besides prometheus_url; "*": any URL
-    prometheus_allowed_urls: tuple[str, ...] = ()
-    toleration_seconds: int = 30
+    prometheus_allowed_urls: Names = ()
+    toleration_seconds: int = Field(30, ge=0)
     replace_pods_on_failed_nodes: bool = True
-    stockout_seconds: float = 30.0  # Pending-unschedulable this long marks a pool stocked out
-    broken_seconds: float = 20.0  # crashing/ImagePullBackOff this long marks a variant broken
-    max_moves_per_plan: int = 8  # bound on churn when moving back after a recovery
-    retry_backoff_seconds: float = 60.0  # first retry of a stocked-out pool or broken variant
-    allow_privileged_namespaces: tuple[str, ...] = ()
-    metrics_port: int = 8080
-    health_port: int = 8081
-    log_level: str = "info"
-    log_format: str = "json"
-    watch_server_timeout: int = 300  # kopf watch streams are re-established at least this often
+    stockout_seconds: float = Field(30.0, gt=0)  # Pending this long: node pool stocked out
+    broken_seconds: float = Field(20.0, gt=0)  # crashing/ImagePullBackOff: variant broken
+    max_moves_per_plan: int = Field(8, ge=1)  # bound on churn when moving back after recovery
+    retry_backoff_seconds: float = Field(60.0, gt=0)  # first retry of a stocked-out/broken one
+    allow_privileged_namespaces: Names = ()
+    metrics_port: int = Field(8080, ge=0, le=65535)
+    health_port: int = Field(8081, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    watch_server_timeout: int = Field(300, ge=1)  # kopf re-establishes watches this often
+
+    @field_validator("namespaces", "allow_privileged_namespaces", "prometheus_allowed_urls",
+                     mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list | tuple):
+            return tuple(p.strip() for v in value for p in str(v).split(",") if p.strip())
+        return value
+
+    @field_validator("prometheus_allowed_urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # imported here: inferpool.scaling loads aiohttp, too slow for `run --help`
+        from inferpool.scaling.urls import parse_allowed_urls
+
+        return parse_allowed_urls(",".join(value))
+
+    @field_validator("prometheus_url", "kubeconfig", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"INFERPOOL_{name.upper().replace('-', '_')}", default)
+# Help for `inferpool run --help`; None hides a setting (tests and tuning only). A test checks
+# that every setting is here, so a new one cannot arrive without a flag and a variable.
+HELP: dict[str, str | None] = {
+    "kubeconfig": "kubeconfig file (else in-cluster config inside a pod, else ~/.kube/config; "
+                  "env: also KUBECONFIG)",
+    "namespaces": "watch only these namespaces (comma-separated or repeated; default: all)",
+    "tick_seconds": "re-plan at least this often, even when nothing changed (reads load "
+                    "sources)",
+    "debounce_seconds": "changes arriving within this window make one plan",
+    "lease_name": "coordination.k8s.io Lease that elects the one planning instance",
+    "lease_namespace": "namespace of that Lease (env: also POD_NAMESPACE)",
+    "lease_seconds": "a standby takes over this long after the leader stops renewing",
+    "identity": "this instance's Lease holder name (default: HOSTNAME-PID)",
+    "solver": "placement solver: exact MILP, the fast heuristic, or auto by instance size",
+    "solver_time_budget_seconds": "time the exact solver may take before the fast path's "
+                                  "plan is used",
+    "hysteresis": "relative cost saving below which replicas are not moved",
+    "prometheus_url": "default Prometheus for InferencePools whose demand query names no URL",
+    "prometheus_allowed_urls": "URL prefixes (scheme://host[:port][/path]) an InferencePool's "
+                               "spec.demand.prometheus.url may use; --prometheus-url is always "
+                               "allowed; '*': any URL",
+    "toleration_seconds": "tolerationSeconds for not-ready/unreachable taints on our pods",
+    "replace_pods_on_failed_nodes": "delete our pods on NotReady/unreachable nodes so they are "
+                                    "replaced at once",
+    "stockout_seconds": "replicas unschedulable this long mark their node pool stocked out",
+    "broken_seconds": "replicas crashing or failing to pull their image this long mark the "
+                      "variant broken",
+    "max_moves_per_plan": "most replicas moved away from where they run per plan (recovery "
+                          "churn bound)",
+    "retry_backoff_seconds": "a stocked-out pool or broken variant is retried after this long "
+                             "(doubling, at most 15 min)",
+    "allow_privileged_namespaces": "namespaces whose pod templates may be privileged or use "
+                                   "host namespaces or hostPath (comma-separated or repeated)",
+    "metrics_port": "/metrics, /readyz and /healthz (0: off)",
+    "health_port": "kopf's liveness endpoint /healthz",
+    "log_level": "log level",
+    "log_format": "log format",
+    "watch_server_timeout": None,
+}
+# Flags whose name is not the setting's (singular, as kubectl's --namespace).
+FLAG_NAMES = {"namespaces": "--namespace"}
 
 
-def _allowed_urls(text: str) -> tuple[str, ...]:
+class SettingsError(Exception):
+    """A setting that does not validate: the message names the flag or variable and the value."""
+
+    def __init__(self, message: str, from_flag: bool) -> None:
+        super().__init__(message)
+        self.from_flag = from_flag
+
+
+def flag_name(name: str) -> str:
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def load(flags: Mapping[str, Any]) -> Settings:
+    """Flags (only those given) over INFERPOOL_* variables over defaults. Raises SettingsError."""
     try:
-        return parse_allowed_urls(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        merged = _from_environment()(**flags)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        from_flag = name in flags
+        where = flag_name(name) if from_flag else env_name(name)
+        value = flags[name] if from_flag else os.environ.get(env_name(name), first.get("input"))
+        shown = ",".join(value) if isinstance(value, list) else value
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{where}={shown!s}: {message}", from_flag) from None
+    return Settings.model_validate(merged.model_dump())
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    d = Settings()
-    a = parser.add_argument
-    a("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig (default: in-cluster"
-      " config inside a pod, else $KUBECONFIG or ~/.kube/config)")
-    a("--namespace", action="append", dest="namespaces",
-      default=[n for n in _env("namespaces", "").split(",") if n],
-      help="watch only this namespace (repeatable; default: all)")
-    a("--tick-seconds", type=float, default=float(_env("tick-seconds", str(d.tick_seconds))),
-      help="re-plan at least this often, even when nothing changed (reads load sources)")
-    a("--debounce-seconds", type=float,
-      default=float(_env("debounce-seconds", str(d.debounce_seconds))),
-      help="changes arriving within this window make one plan")
-    a("--lease-name", default=_env("lease-name", d.lease_name),
-      help="coordination.k8s.io Lease that elects the one planning instance")
-    a("--lease-namespace", default=_env("lease-namespace",
-                                        os.environ.get("POD_NAMESPACE", d.lease_namespace)))
-    a("--lease-seconds", type=int, default=int(_env("lease-seconds", str(d.lease_seconds))),
-      help="a standby takes over this long after the leader stops renewing")
-    a("--identity", default=_env("identity", d.identity), help="this instance's Lease holder name")
-    a("--solver", choices=("auto", "milp", "fast"), default=_env("solver", d.solver),
-      help="placement solver: exact MILP, the fast heuristic, or auto by instance size")
-    a("--solver-time-budget-seconds", type=float,
-      default=float(_env("solver-time-budget-seconds", str(d.solver_time_budget_seconds))),
-      help="time the exact solver may take before the fast path's plan is used")
-    a("--hysteresis", type=float, default=float(_env("hysteresis", str(d.hysteresis))),
-      help="relative cost saving below which replicas are not moved")
-    a("--prometheus-url", default=_env("prometheus-url", "") or None,
-      help="default Prometheus for InferencePools whose demand query names no URL")
-    a("--prometheus-allowed-urls", type=_allowed_urls,
-      default=_env("prometheus-allowed-urls", ""), metavar="URL[,URL...]",
-      help="URL prefixes (scheme://host[:port][/path]) an InferencePool's "
-      "spec.demand.prometheus.url may use; --prometheus-url is always allowed; '*': any URL "
-      "(default: %(default)r)")
-    a("--toleration-seconds", type=int,
-      default=int(_env("toleration-seconds", str(d.toleration_seconds))),
-      help="tolerationSeconds for not-ready/unreachable taints on the pods we create")
-    a("--replace-pods-on-failed-nodes", action=argparse.BooleanOptionalAction,
-      default=_env("replace-pods-on-failed-nodes", "true").lower() in ("1", "true", "yes"),
-      help="delete our pods on NotReady/unreachable nodes so they are replaced at once")
-    a("--stockout-seconds", type=float,
-      default=float(_env("stockout-seconds", str(d.stockout_seconds))),
-      help="replicas unschedulable this long mark their node pool stocked out (backoff)")
-    a("--broken-seconds", type=float, default=float(_env("broken-seconds", str(d.broken_seconds))),
-      help="replicas crashing or failing to pull their image this long mark the variant broken")
-    a("--retry-backoff-seconds", type=float,
-      default=float(_env("retry-backoff-seconds", str(d.retry_backoff_seconds))),
-      help="a stocked-out pool or broken variant is retried after this long (doubling, "
-      "at most 15 min)")
-    a("--max-moves-per-plan", type=int,
-      default=int(_env("max-moves-per-plan", str(d.max_moves_per_plan))),
-      help="most replicas moved away from where they run per plan (recovery churn bound)")
-    a("--allow-privileged-namespace", action="append", dest="allow_privileged_namespaces",
-      default=[n for n in _env("allow-privileged-namespaces", "").split(",") if n],
-      help="namespace whose pod templates may be privileged/use host namespaces or hostPath")
-    a("--metrics-port", type=int, default=int(_env("metrics-port", str(d.metrics_port))),
-      help="/metrics, /readyz and /healthz (0: off)")
-    a("--health-port", type=int, default=int(_env("health-port", str(d.health_port))),
-      help="kopf's liveness endpoint /healthz")
-    a("--log-level", choices=("debug", "info", "warning", "error"),
-      default=_env("log-level", d.log_level))
-    a("--log-format", choices=("json", "console"), default=_env("log-format", d.log_format))
+def _from_environment() -> type[Settings]:
+    """The same model with the environment as a source beneath the flags (init arguments).
+    pydantic-settings is imported here, not at module level: `run --help` stays quick."""
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class FromEnvironment(BaseSettings, Settings):
+        # enable_decoding off: a list variable is "a,b" (split by Settings), not JSON
+        model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore",
+                                          populate_by_name=True, enable_decoding=False)
+
+        kubeconfig: str | None = Field(None, validation_alias=AliasChoices(
+            "kubeconfig", f"{ENV_PREFIX}KUBECONFIG", "KUBECONFIG"))
+        lease_namespace: str = Field("default", validation_alias=AliasChoices(
+            "lease_namespace", f"{ENV_PREFIX}LEASE_NAMESPACE", "POD_NAMESPACE"))
+
+    return FromEnvironment
 
 
-def from_args(args: argparse.Namespace) -> Settings:
-    return Settings(
-        kubeconfig=args.kubeconfig, namespaces=tuple(args.namespaces),
-        tick_seconds=args.tick_seconds, debounce_seconds=args.debounce_seconds,
-        lease_name=args.lease_name, lease_namespace=args.lease_namespace,
-        lease_seconds=args.lease_seconds, identity=args.identity, solver=args.solver,
-        solver_time_budget_seconds=args.solver_time_budget_seconds, hysteresis=args.hysteresis,
-        prometheus_url=args.prometheus_url, prometheus_allowed_urls=args.prometheus_allowed_urls,
-        toleration_seconds=args.toleration_seconds,
-        allow_privileged_namespaces=tuple(args.allow_privileged_namespaces),
-        replace_pods_on_failed_nodes=args.replace_pods_on_failed_nodes,
-        stockout_seconds=args.stockout_seconds, broken_seconds=args.broken_seconds,
-        max_moves_per_plan=args.max_moves_per_plan,
-        retry_backoff_seconds=args.retry_backoff_seconds,
-        metrics_port=args.metrics_port, health_port=args.health_port,
-        log_level=args.log_level, log_format=args.log_format,
-    )
+def add_flags(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
+    """One flag per setting (or per setting in `names`), each "not given" unless typed."""
+    defaults = Settings()
+    for name in names or Settings.model_fields:
+        field = Settings.model_fields[name]
+        help_text = HELP[name]
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+        annotation = field.annotation
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(annotation) is tuple:
+            kwargs["action"] = "append"
+            kwargs["metavar"] = "NAME[,NAME...]" if "url" not in name else "URL[,URL...]"
+        elif get_origin(annotation) is Literal:
+            kwargs["choices"] = get_args(annotation)
+        if help_text is None:
+            kwargs["help"] = argparse.SUPPRESS
+        else:
+            default = getattr(defaults, name)
+            shown = ("none" if default in (None, ()) else
+                     "HOSTNAME-PID" if name == "identity" else str(default).lower()
+                     if isinstance(default, bool) else default)
+            help_text = help_text.replace("%", "%%")
+            kwargs["help"] = f"{help_text} (default: {shown}; env: {env_name(name)})"
+        parser.add_argument(flag_name(name), **kwargs)
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a user typed on the command line (add_flags leaves the others out)."""
+    return {k: v for k, v in vars(args).items() if k in Settings.model_fields}
