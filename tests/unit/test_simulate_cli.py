@@ -44,7 +44,7 @@ def test_quick_run_writes_summary_and_plots(tmp_path: Path,
 def test_policies_option_and_json_output(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["simulate", str(EXAMPLES / "day-spike.yaml"), "--policies", "static,offline",
-                 "--json", "--out", str(tmp_path), "--no-plots"])
+                 "-o", "json", "--out", str(tmp_path), "--no-plots"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed["policies"]) == {"static", "offline"}

@@ -1,5 +1,5 @@
 """`inferpool simulate SCENARIO.yaml`: replay a scenario through the real engine and compare
-policies. Prints a table (or `--json`, the summary), and with `--out DIR` writes summary.json and
+policies. Prints a table (or, with `-o json|yaml`, the summary), and with `--out DIR` writes summary.json and
 the plots there."""
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="simulate the first day only (events after it are dropped)")
     parser.add_argument("--no-plots", action="store_true", help="with --out: JSON only")
-    parser.add_argument("--json", action="store_true",
-                        help="print the JSON summary instead of the table")
+    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
+                        help="print the table, or the summary as JSON or YAML (default: table)")
     parser.set_defaults(func=run)
 
 
@@ -50,5 +50,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {', '.join(summary['files'])} to {args.out}", file=sys.stderr)
     else:
         summary = summarize(result)
-    print(json.dumps(summary, indent=2) if args.json else table(summary))
+    if args.output == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(summary)), sort_keys=False))
+    else:
+        print(json.dumps(summary, indent=2) if args.output == "json" else table(summary))
     return 0
