@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from inferpool.api import AcceleratorPool, InferencePool
+from inferpool.sandbox.operator_process import wait_established
 from tests.support import Sandbox, wait_for
 from tests.unit.test_api_cases import (
     BAD,
@@ -35,8 +36,7 @@ _HYPOTHESIS = settings(max_examples=20, deadline=None, derandomize=True,
 @pytest.fixture(scope="module")
 def crds(sandbox: Sandbox) -> Sandbox:
     sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    for name in CRD_NAMES:
-        sandbox.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+    wait_established(sandbox.kubectl_path, sandbox.kubeconfig, CRD_NAMES)
     # Discovery lags behind Established; shortNames must resolve before the tests use them.
     wait_for(lambda: sandbox.kubectl("get", "ipool,apool", "-A", check=False).returncode == 0,
              what="ipool and apool in discovery")
@@ -75,12 +75,16 @@ def test_examples_apply_and_show_columns(examples: Sandbox, namespace: str) -> N
     crds.kubectl("patch", "ipool", "llama-70b", "-n", namespace, "--subresource=status",
                  "--type=merge", "-p", json.dumps({"status": {
                      "readyReplicas": 5, "desiredReplicas": 6, "demand": 61.5, "capacity": 70,
-                     "costPerHour": 295.4, "families": "nvidia,tpu,neuron"}}))
+                     "costPerHour": 295.4, "families": "nvidia,tpu,neuron",
+                     "conditions": [{"type": "Ready", "status": "False",
+                                     "reason": "PodSecurityRejected", "message": "m",
+                                     "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
     table = crds.kubectl("get", "ipool", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "DESIRED", "DEMAND", "CAPACITY", "COST/H",
-                                "FAMILIES", "AGE"]
+    assert table[0].split() == ["NAME", "READY", "REASON", "REPLICAS", "DESIRED", "DEMAND",
+                                "CAPACITY", "COST/H", "FAMILIES", "AGE"]
     row = next(line.split() for line in table if line.startswith("llama-70b"))
-    assert row[1:7] == ["5", "6", "61.5", "70", "295.4", "nvidia,tpu,neuron"]
+    assert row[1:9] == ["False", "PodSecurityRejected", "5", "6", "61.5", "70", "295.4",
+                        "nvidia,tpu,neuron"]
     header = crds.kubectl("get", "apool").stdout.splitlines()[0].split()
     assert header == ["NAME", "FAMILY", "CAPACITY-TYPE", "PRICE", "NODES", "READY",
                       "ALLOCATABLE", "IN-USE", "AGE"]
@@ -134,3 +138,46 @@ def test_broken_pools_are_refused_by_both(crds: Sandbox, namespace: str,
     code, stderr, _ = _dry_run(crds, pool, namespace)
     assert code != 0, f"server accepted a pool with {what}"
     assert "invalid" in stderr.lower(), stderr
+
+
+# -- the template's real PodSpec schema (api/pod_schema.py) --------------------------------
+
+
+def _with_template_spec(**fields: Any) -> dict[str, Any]:
+    pool = base_pool()
+    pool["spec"]["variants"][0]["template"]["spec"]["containers"][0].update(fields)
+    return pool
+
+
+def test_a_typo_in_the_template_is_refused_at_apply_naming_the_field(
+        crds: Sandbox, namespace: str) -> None:
+    typo = _with_template_spec(resouces={"limits": {"cpu": "1"}})
+    done = crds.kubectl("apply", "--validate=strict", "--dry-run=server", "-n", namespace,
+                        "-f", "-", input=json.dumps(typo), check=False)
+    assert done.returncode != 0, "a template typo was accepted"
+    assert 'unknown field "spec.variants[0].template.spec.containers[0].resouces"' in \
+        done.stderr, done.stderr
+    wrong_type = _with_template_spec(ports=[{"containerPort": "http"}])
+    code, stderr, _ = _dry_run(crds, wrong_type, namespace)
+    assert code != 0
+    assert "containerPort" in stderr
+
+
+def test_real_pod_fields_are_kept_as_written(crds: Sandbox, namespace: str) -> None:
+    fields = {"resources": {"limits": {"cpu": 0.5, "memory": "8Gi"}, "requests": {"cpu": "250m"}},
+              "env": [{"name": "A", "value": "1"}],
+              "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}},
+              "ports": [{"name": "http", "containerPort": 8000}]}
+    code, stderr, stored = _dry_run(crds, _with_template_spec(**fields), namespace)
+    assert code == 0, stderr
+    assert stored is not None
+    container = stored["spec"]["variants"][0]["template"]["spec"]["containers"][0]
+    assert {k: container[k] for k in fields} == fields
+
+
+def test_the_stored_pod_spec_schema_is_what_the_api_server_serves(crds: Sandbox) -> None:
+    from inferpool.api import pod_schema
+
+    served = json.loads(crds.kubectl("get", "--raw", "/openapi/v3/api/v1").stdout)
+    assert pod_schema.closure(served["components"]["schemas"]) == \
+        pod_schema.stored_components(), "run `inferpool crds --refresh-pod-spec` and `make crds`"

@@ -29,6 +29,7 @@ import yaml
 
 from inferpool.api import crd
 from inferpool.k8s import access
+from inferpool.sandbox.operator_process import wait_established
 from tests.support import Sandbox, wait_for
 
 pytestmark = pytest.mark.sandbox
@@ -176,7 +177,7 @@ def _install_upgrade_uninstall(sandbox: Sandbox, namespace: str, tmp_path: Path)
     notes = done.stdout.split("NOTES:", 1)[1]
     assert f"rollout status deployment/{RELEASE}" in notes
     for name in CRD_NAMES:
-        sandbox.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+        wait_established(sandbox.kubectl_path, sandbox.kubeconfig, (name,))
         meta = sandbox.get_json("crd", name)["metadata"]
         assert meta["annotations"]["helm.sh/resource-policy"] == "keep"
         assert meta["annotations"]["meta.helm.sh/release-name"] == RELEASE

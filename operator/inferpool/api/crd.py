@@ -16,6 +16,7 @@ from inferpool.api.cel import KEY as CEL_KEY
 from inferpool.api.cel import SECURITY_REASON, rule
 from inferpool.api.common import CATEGORY, DNS_LABEL_MAX, GROUP, VERSION
 from inferpool.api.inference_pool import InferencePoolSpec, InferencePoolStatus
+from inferpool.api.pod_schema import overlay, pod_spec_schema
 from inferpool.api.schema import Schema, structural_schema
 
 HEADER = "# Generated from inferpool.api by `inferpool crds`. Do not edit.\n"
@@ -60,7 +61,11 @@ INFERENCE_POOL = Resource(
                 "families (NVIDIA GPU, Google TPU, AWS Neuron); the operator decides how many "
                 "replicas of each variant run in each node pool.",
     printer_columns=(
-        _column("Ready", "integer", ".status.readyReplicas", "Ready replicas"),
+        _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status',
+                "Whether the pool serves its required capacity (the Ready condition)"),
+        _column("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason',
+                "Why, in one word (kubectl describe shows the message)"),
+        _column("Replicas", "integer", ".status.readyReplicas", "Ready replicas"),
         _column("Desired", "integer", ".status.desiredReplicas", "Replicas the plan wants"),
         _column("Demand", "number", ".status.demand", "Demand in requests/s"),
         _column("Capacity", "number", ".status.capacity", "Requests/s the Ready replicas serve"),
@@ -103,6 +108,8 @@ _NAME_RULE = rule(f"self.metadata.name.size() <= {DNS_LABEL_MAX}",
 
 def openapi_schema(resource: Resource, *, allow_privileged_templates: bool = False) -> Schema:
     spec = structural_schema(resource.spec)
+    if resource is INFERENCE_POOL:
+        spec = _with_real_pod_spec(spec)
     if allow_privileged_templates:
         spec = _without_security_rules(spec)
     return {
@@ -174,6 +181,15 @@ def write(directory: Path, *, allow_privileged_templates: bool = False) -> list[
                                     allow_privileged_templates=allow_privileged_templates)]))
         paths.append(path)
     return paths
+
+
+def _with_real_pod_spec(spec: Schema) -> Schema:
+    """Each variant's `template.spec` checked against the real PodSpec schema, the template
+    model's own rules laid over it (api/pod_schema.py)."""
+    out = copy.deepcopy(spec)
+    template = out["properties"]["variants"]["items"]["properties"]["template"]
+    template["properties"]["spec"] = overlay(pod_spec_schema(), template["properties"]["spec"])
+    return out
 
 
 def _without_security_rules(schema: Schema) -> Schema:

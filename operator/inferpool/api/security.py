@@ -1,9 +1,10 @@
 """Pod templates, and the rules that stop them from reaching the host.
 
 A user allowed to create InferencePools must not obtain, through the operator, pods they could
-not create directly. The template is stored mostly opaque (the full PodTemplateSpec schema is
-huge, and the Deployment validates it when the operator creates it), but the fields that give
-host access are declared, each with a CEL rule for the API server and a validator twin here.
+not create directly. The CRD checks the template against the real PodSpec schema
+(api/pod_schema.py); these models declare only the fields that give host access, each with a
+CEL rule for the API server (laid over the real schema) and a validator twin here, and keep the
+rest as written.
 See docs/api.md, "Security of templates".
 """
 

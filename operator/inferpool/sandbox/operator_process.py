@@ -80,6 +80,24 @@ def install_crds(kubectl: Path, kubeconfig: Path) -> None:
     base = [str(kubectl), f"--kubeconfig={kubeconfig}"]
     subprocess.run([*base, "apply", "--server-side", "--force-conflicts", "-f", "-"],
                    input=render(generate_crds()).encode(), check=True, capture_output=True)
-    for crd in ("inferencepools.inferpool.dev", "acceleratorpools.inferpool.dev"):
-        subprocess.run([*base, "wait", "--for=condition=Established", f"crd/{crd}",
-                        "--timeout=60s"], check=True, capture_output=True)
+    wait_established(kubectl, kubeconfig)
+
+
+CRD_NAMES = ("inferencepools.inferpool.dev", "acceleratorpools.inferpool.dev")
+
+
+def wait_established(kubectl: Path, kubeconfig: Path, names: tuple[str, ...] = CRD_NAMES,
+                     timeout: float = 60) -> None:
+    """`kubectl wait --for=condition=Established`, retried: until the API server has looked at
+    a new CRD it has no conditions at all, and `kubectl wait` fails at once on that."""
+    deadline = time.monotonic() + timeout
+    for crd in names:
+        while True:
+            done = subprocess.run([str(kubectl), f"--kubeconfig={kubeconfig}", "wait",
+                                   "--for=condition=Established", f"crd/{crd}", "--timeout=10s"],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"CRD {crd} not Established: {done.stderr.strip()}")
+            time.sleep(0.5)

@@ -1,6 +1,6 @@
 """`inferpool simulate SCENARIO.yaml`: replay a scenario through the real engine and compare
-policies. Prints a table (or, with `-o json|yaml`, the summary), and with `--out DIR` writes summary.json and
-the plots there."""
+policies. Prints a table (or, with `-o json|yaml`, the summary), and with `--out DIR` writes
+summary.json and the plots there."""
 
 from __future__ import annotations
 
