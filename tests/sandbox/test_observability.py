@@ -167,6 +167,9 @@ def test_events_are_not_repeated(sandbox: Sandbox, ns: str, operator: OperatorPr
     assert max(ours.values()) == 1, ours
     assert sum(e.get("count", 1) for e in events if e.get("reportingComponent") ==
                "inferpool-operator") == len(ours)
+    # each Event names the instance (the pod, in a cluster) that wrote it
+    assert {e["reportingInstance"] for e in events
+            if e.get("reportingComponent") == "inferpool-operator"} == {operator.identity}
 
 
 def test_snapshot_and_plan_print_the_applied_placement(
@@ -175,7 +178,7 @@ def test_snapshot_and_plan_print_the_applied_placement(
     wait_for(lambda: status(sandbox, ns, "chat").get("readyReplicas") == 3, timeout=30,
              what="status.readyReplicas == 3")
     path = tmp_path / "cluster.json"
-    sandbox.inferpool("snapshot", "-o", str(path))
+    sandbox.inferpool("snapshot", "-f", str(path))
     doc = json.loads(path.read_text())
     assert {d["metadata"]["name"] for d in doc["deployments"]
             if d["metadata"]["namespace"] == ns} == set(PLACED)

@@ -435,7 +435,8 @@ class Planner:
                                uid=str(meta.get("uid")))
         if self.deduper.allow(ref, reason, message):
             asyncio.get_running_loop().run_in_executor(
-                self._poster, events.post, self.core, ref, type_, reason, message)
+                self._poster, events.post, self.core, ref, type_, reason, message,
+                self.settings.identity)
 
     def _read_secret(self, namespace: str, name: str, key: str) -> str | None:
         import base64

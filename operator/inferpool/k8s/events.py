@@ -54,8 +54,10 @@ class EventDeduper:
 
 
 def post(api: client.CoreV1Api, ref: ObjectRef, type_: EventType, reason: str, message: str,
-         namespace_fallback: str = "default") -> None:
-    """Create a core/v1 Event (blocking I/O). Failures are swallowed: an Event is best effort."""
+         instance: str = COMPONENT, namespace_fallback: str = "default") -> None:
+    """Create a core/v1 Event (blocking I/O). Failures are swallowed: an Event is best effort.
+    `instance`: the operator instance (its pod) that writes it, as `reportingInstance` and
+    `source.host`, so two replicas' Events can be told apart."""
     now = dt.datetime.now(dt.UTC)
     namespace = ref.namespace or namespace_fallback
     body: dict[str, Any] = {
@@ -63,8 +65,8 @@ def post(api: client.CoreV1Api, ref: ObjectRef, type_: EventType, reason: str, m
         "involvedObject": {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name,
                            "namespace": ref.namespace, "uid": ref.uid},
         "reason": reason, "message": message[:1024], "type": type_,
-        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-        "reportingInstance": COMPONENT, "action": reason,
+        "source": {"component": COMPONENT, "host": instance}, "reportingComponent": COMPONENT,
+        "reportingInstance": instance[:128], "action": reason,
         "firstTimestamp": now.isoformat(), "lastTimestamp": now.isoformat(), "count": 1,
     }
     with contextlib.suppress(ApiException):
