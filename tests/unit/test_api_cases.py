@@ -178,6 +178,43 @@ BAD: tuple[Bad, ...] = (
         f"{_T0}.containers[0].ports[0].hostPort"),
     Bad("sys-admin", IP, {f"{_C0}.securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}},
         f"{_T0}.containers[0].securityContext.capabilities.add"),
+    # every control of the baseline Pod Security Standard (docs/api.md, "Security of templates")
+    Bad("selinux-type", IP, {f"{_C0}.securityContext": {"seLinuxOptions": {"type": "spc_t"}}},
+        f"{_T0}.containers[0].securityContext.seLinuxOptions.type"),
+    Bad("selinux-user", IP, {f"{_V0}.template.spec.securityContext": {
+        "seLinuxOptions": {"user": "system_u"}}}, f"{_T0}.securityContext.seLinuxOptions.user"),
+    Bad("proc-mount", IP, {f"{_C0}.securityContext": {"procMount": "Unmasked"}},
+        f"{_T0}.containers[0].securityContext.procMount"),
+    Bad("seccomp-unconfined", IP, {f"{_C0}.securityContext": {
+        "seccompProfile": {"type": "Unconfined"}}},
+        f"{_T0}.containers[0].securityContext.seccompProfile.type"),
+    Bad("seccomp-unconfined-pod", IP, {f"{_V0}.template.spec.securityContext": {
+        "seccompProfile": {"type": "Unconfined"}}}, f"{_T0}.securityContext.seccompProfile.type"),
+    Bad("apparmor-unconfined", IP, {f"{_C0}.securityContext": {
+        "appArmorProfile": {"type": "Unconfined"}}},
+        f"{_T0}.containers[0].securityContext.appArmorProfile.type"),
+    Bad("apparmor-annotation", IP, {f"{_V0}.template.metadata": {"annotations": {
+        "container.apparmor.security.beta.kubernetes.io/server": "unconfined"}}},
+        "spec.variants[0].template.metadata.annotations"),
+    Bad("unsafe-sysctl", IP, {f"{_V0}.template.spec.securityContext": {
+        "sysctls": [{"name": "kernel.msgmax", "value": "1"}]}},
+        f"{_T0}.securityContext.sysctls[0].name"),
+    Bad("host-process", IP, {f"{_C0}.securityContext": {"windowsOptions": {"hostProcess": True}}},
+        f"{_T0}.containers[0].securityContext.windowsOptions.hostProcess"),
+    Bad("host-process-pod", IP, {f"{_V0}.template.spec.securityContext": {
+        "windowsOptions": {"hostProcess": True}}},
+        f"{_T0}.securityContext.windowsOptions.hostProcess"),
+    Bad("node-name", IP, {f"{_V0}.template.spec.nodeName": "h100-0"}, f"{_T0}.nodeName"),
+    Bad("ephemeral-container", IP, {f"{_V0}.template.spec.ephemeralContainers": [
+        {"name": "debug", "image": "busybox", "securityContext": {"privileged": True}}]},
+        f"{_T0}.ephemeralContainers"),
+    Bad("duplicate-container-names", IP, {f"{_V0}.template.spec.containers": [
+        {"name": "server", "image": "a"}, {"name": "server", "image": "b"}]},
+        f"{_T0}.containers[1]", "spec.variants.0.template.spec.containers"),
+    Bad("template-label-key", IP, {f"{_V0}.template.metadata": {"labels": {"bad key!": "x"}}},
+        "spec.variants[0].template.metadata.labels"),
+    Bad("template-label-value", IP, {f"{_V0}.template.metadata": {"labels": {"app": "a b"}}},
+        "spec.variants[0].template.metadata.labels"),
     Bad("apool-missing-family", AP, {"spec.family": DELETE}, "spec.family"),
     Bad("apool-unknown-family", AP, {"spec.family": "gaudi"}, "spec.family"),
     Bad("apool-capacity-type", AP, {"spec.capacityType": "preemptible"}, "spec.capacityType"),

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from inferpool.api.cel import cel, rule
 from inferpool.api.common import (
+    LABEL_KEY_PATTERN,
     ApiModel,
     CapacityType,
     Condition,
@@ -21,8 +22,6 @@ from inferpool.api.common import (
 )
 
 # OpenAPI cannot constrain map keys, so keys are checked by a CEL rule and its twin below.
-_KEY_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LabelValue = Annotated[StrictStr, Field(max_length=63,
                                          pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
 
@@ -35,7 +34,7 @@ class AcceleratorPoolSpec(ApiModel):
     """Accelerator family of the pool's nodes: nvidia, tpu or neuron."""
     node_selector: Annotated[dict[str, _LabelValue], Field(
         min_length=1, max_length=16, json_schema_extra=cel(rule(
-            f"self.all(k, k.size() <= 317 && k.matches(r'{_KEY_PATTERN}'))",
+            f"self.all(k, k.size() <= 317 && k.matches(r'{LABEL_KEY_PATTERN}'))",
             "nodeSelector keys must be label keys, such as inferpool.dev/node-pool")))]
     """Labels that select the pool's nodes, e.g. inferpool.dev/node-pool: h100. The operator
     also puts them in the nodeSelector of the replicas it places here."""
@@ -51,7 +50,7 @@ class AcceleratorPoolSpec(ApiModel):
     @classmethod
     def _label_keys(cls, selector: dict[str, str]) -> dict[str, str]:
         for key in selector:
-            if len(key) > 317 or not re.fullmatch(_KEY_PATTERN, key):
+            if len(key) > 317 or not re.fullmatch(LABEL_KEY_PATTERN, key):
                 raise ValueError(f"nodeSelector keys must be label keys, not {key!r}")
         return selector
 

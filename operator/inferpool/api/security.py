@@ -10,6 +10,7 @@ See docs/api.md, "Security of templates".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
@@ -25,7 +26,14 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from inferpool.api.cel import SECURITY_REASON, cel, rule
-from inferpool.api.common import DNS_LABEL_PATTERN, ApiModel, StrictBool, StrictInt, StrictStr
+from inferpool.api.common import (
+    DNS_LABEL_PATTERN,
+    LABEL_KEY_PATTERN,
+    ApiModel,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+)
 
 # Validation context key: `Model.model_validate(body, context={ALLOW_PRIVILEGED: True})` lets
 # host access through (for namespaces the operator is configured to trust).
@@ -42,10 +50,38 @@ BASELINE_CAPABILITIES: Final = (
 )
 _CAPS_CEL: Final = "[" + ", ".join(f"'{c}'" for c in BASELINE_CAPABILITIES) + "]"
 
+# SELinux types the baseline profile allows (empty: the runtime's default).
+BASELINE_SELINUX_TYPES: Final = ("container_t", "container_init_t", "container_kvm_t",
+                                 "container_engine_t")
+# Sysctls the baseline profile allows (the "safe" set, namespaced per pod).
+BASELINE_SYSCTLS: Final = (
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+)
+APPARMOR_ANNOTATION_PREFIX: Final = "container.apparmor.security.beta.kubernetes.io/"
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
 _PRIVILEGED = "privileged containers are not allowed"
 _CAPABILITIES = "only capabilities of the baseline Pod Security Standard may be added"
 _HOST_PORT = "host ports are not allowed"
 _HOST_PATH = "hostPath volumes are not allowed"
+_HOST_PROCESS = "Windows HostProcess containers are not allowed"
+_SELINUX_TYPE = ("only the SELinux types of the baseline Pod Security Standard may be set ("
+                 + ", ".join(BASELINE_SELINUX_TYPES) + ")")
+_SELINUX_USER_ROLE = "a custom SELinux user or role is not allowed"
+_SECCOMP = "seccomp profile Unconfined is not allowed"
+_APPARMOR = "AppArmor profile Unconfined is not allowed (RuntimeDefault or Localhost)"
+_PROC_MOUNT = "procMount must be Default (Unmasked exposes the host's /proc)"
+_SYSCTL = "only the safe sysctls of the baseline Pod Security Standard may be set"
+_NODE_NAME = ("nodeName is not allowed: it bypasses the node pool the operator places the "
+              "replica on")
+_EPHEMERAL = "ephemeral containers cannot be part of a pod template"
 
 
 def _forbid(expression: str, message: str) -> dict[str, Any]:
@@ -82,7 +118,88 @@ class Capabilities(_Open):
         return value
 
 
-class SecurityContext(_Open):
+class SELinuxOptions(_Open):
+    type: StrictStr | None = Field(default=None, json_schema_extra=_forbid(
+        f"self == '' || self in {_cel_list(BASELINE_SELINUX_TYPES)}", _SELINUX_TYPE))
+    """Empty or one of the baseline profile's container types."""
+    user: StrictStr | None = Field(default=None, json_schema_extra=_forbid(
+        "self == ''", _SELINUX_USER_ROLE))
+    """Must be empty."""
+    role: StrictStr | None = Field(default=None, json_schema_extra=_forbid(
+        "self == ''", _SELINUX_USER_ROLE))
+    """Must be empty."""
+
+    @field_validator("type")
+    @classmethod
+    def _baseline_type(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and value not in BASELINE_SELINUX_TYPES:
+            _refuse(info, f"{_SELINUX_TYPE} (not {value})")
+        return value
+
+    @field_validator("user", "role")
+    @classmethod
+    def _no_user_or_role(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value:
+            _refuse(info, _SELINUX_USER_ROLE)
+        return value
+
+
+class SeccompProfile(_Open):
+    type: StrictStr | None = Field(default=None, json_schema_extra=_forbid(
+        "self != 'Unconfined'", _SECCOMP))
+    """RuntimeDefault or Localhost; Unconfined is refused."""
+
+    @field_validator("type")
+    @classmethod
+    def _confined(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value == "Unconfined":
+            _refuse(info, _SECCOMP)
+        return value
+
+
+class AppArmorProfile(_Open):
+    type: StrictStr | None = Field(default=None, json_schema_extra=_forbid(
+        "self != 'Unconfined'", _APPARMOR))
+    """RuntimeDefault or Localhost; Unconfined is refused."""
+
+    @field_validator("type")
+    @classmethod
+    def _confined(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value == "Unconfined":
+            _refuse(info, _APPARMOR)
+        return value
+
+
+class WindowsOptions(_Open):
+    host_process: StrictBool | None = Field(default=None, json_schema_extra=_forbid(
+        "!self", _HOST_PROCESS))
+    """Must not be true."""
+
+    @field_validator("host_process")
+    @classmethod
+    def _no_host_process(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value:
+            _refuse(info, _HOST_PROCESS)
+        return value
+
+
+class _Confinement(_Open):
+    """Security options a pod and its containers share."""
+
+    se_linux_options: SELinuxOptions | None = Field(default=None, alias="seLinuxOptions")
+    """SELinux labels: only the baseline profile's types, no user or role."""
+    seccomp_profile: SeccompProfile | None = None
+    """Seccomp profile; Unconfined is refused."""
+    app_armor_profile: AppArmorProfile | None = None
+    """AppArmor profile; Unconfined is refused."""
+    windows_options: WindowsOptions | None = None
+    """Windows options; HostProcess is refused."""
+
+
+class SecurityContext(_Confinement):
+    proc_mount: StrictStr | None = Field(default=None, json_schema_extra=_forbid(
+        "self == 'Default'", _PROC_MOUNT))
+    """Must be Default (Unmasked is refused)."""
     privileged: StrictBool | None = Field(default=None, json_schema_extra=_forbid(
         "!self", _PRIVILEGED))
     """Must not be true."""
@@ -95,6 +212,31 @@ class SecurityContext(_Open):
         if value:
             _refuse(info, _PRIVILEGED)
         return value
+
+    @field_validator("proc_mount")
+    @classmethod
+    def _default_proc_mount(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value != "Default":
+            _refuse(info, _PROC_MOUNT)
+        return value
+
+
+class Sysctl(_Open):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=253)] = Field(
+        json_schema_extra=_forbid(f"self in {_cel_list(BASELINE_SYSCTLS)}", _SYSCTL))
+    """A sysctl of the baseline profile's safe set."""
+
+    @field_validator("name")
+    @classmethod
+    def _safe(cls, value: str, info: ValidationInfo) -> str:
+        if value not in BASELINE_SYSCTLS:
+            _refuse(info, f"{_SYSCTL} (not {value})")
+        return value
+
+
+class PodSecurityContext(_Confinement):
+    sysctls: Annotated[list[Sysctl], Field(max_length=32)] | None = None
+    """Namespaced sysctls; only the baseline profile's safe set."""
 
 
 class ContainerPort(_Open):
@@ -172,6 +314,31 @@ class PodSpec(_Open):
     """Must not be true."""
     host_ipc: StrictBool | None = _host_flag("host_ipc", "hostIPC")
     """Must not be true."""
+    security_context: PodSecurityContext | None = None
+    """Pod-level security options: the baseline profile's SELinux, seccomp, AppArmor,
+    HostProcess and sysctl rules."""
+    node_name: StrictStr | None = Field(default=None, json_schema_extra=_forbid(
+        "self == ''", _NODE_NAME))
+    """Must not be set: the operator chooses the node pool."""
+    ephemeral_containers: list[dict[str, Any]] | None = Field(
+        default=None, max_length=0, json_schema_extra=_forbid("size(self) == 0", _EPHEMERAL))
+    """Must not be set."""
+
+    @field_validator("containers")
+    @classmethod
+    def _unique_names(cls, containers: list[Container]) -> list[Container]:
+        names = [c.name for c in containers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"container names must be unique: {', '.join(twice)}")
+        return containers
+
+    @field_validator("node_name")
+    @classmethod
+    def _no_node_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value:
+            _refuse(info, _NODE_NAME)
+        return value
 
     @field_validator("host_network", "host_pid", "host_ipc")
     @classmethod
@@ -181,26 +348,48 @@ class PodSpec(_Open):
         return value
 
 
-_LabelMap = Annotated[dict[str, Annotated[StrictStr, Field(max_length=63)]], Field(max_length=64)]
+# Label values as the API server accepts them (empty, or alphanumeric with -_. inside).
+_LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+_LabelMap = Annotated[dict[str, Annotated[StrictStr, Field(max_length=63, pattern=_LABEL_VALUE)]],
+                      Field(max_length=64)]
+_LABEL_KEYS = "template labels must be label keys, such as app.kubernetes.io/name"
+_RESERVED = f"labels with the prefix {RESERVED_LABEL_PREFIX} are set by the operator"
 
 
 class TemplateMetadata(ApiModel):
-    labels: _LabelMap | None = Field(default=None, json_schema_extra=cel(rule(
-        f"self.all(k, !k.startsWith('{RESERVED_LABEL_PREFIX}'))",
-        f"labels with the prefix {RESERVED_LABEL_PREFIX} are set by the operator")))
+    labels: _LabelMap | None = Field(default=None, json_schema_extra=cel(
+        rule(f"self.all(k, !k.startsWith('{RESERVED_LABEL_PREFIX}'))", _RESERVED),
+        rule(f"self.all(k, k.size() <= 317 && k.matches(r'{LABEL_KEY_PATTERN}'))", _LABEL_KEYS)))
     """Labels added to every pod; the operator adds inferpool.dev/pool, inferpool.dev/variant
     and inferpool.dev/accelerator."""
-    annotations: Annotated[dict[str, StrictStr], Field(max_length=64)] | None = None
-    """Annotations added to every pod."""
+    annotations: Annotated[dict[str, StrictStr], Field(max_length=64)] | None = Field(
+        default=None, json_schema_extra=_forbid(
+            f"self.all(k, !k.startsWith('{APPARMOR_ANNOTATION_PREFIX}') || "
+            "self[k] == 'runtime/default' || self[k].startsWith('localhost/'))", _APPARMOR))
+    """Annotations added to every pod; an AppArmor annotation must name runtime/default or a
+    localhost/ profile."""
 
     @field_validator("labels")
     @classmethod
-    def _no_reserved_labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+    def _label_keys(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
         bad = sorted(k for k in labels or {} if k.startswith(RESERVED_LABEL_PREFIX))
         if bad:
-            raise ValueError(f"labels with the prefix {RESERVED_LABEL_PREFIX} are set by the "
-                             f"operator: {', '.join(bad)}")
+            raise ValueError(f"{_RESERVED}: {', '.join(bad)}")
+        invalid = sorted(k for k in labels or {}
+                         if len(k) > 317 or not re.fullmatch(LABEL_KEY_PATTERN, k))
+        if invalid:
+            raise ValueError(f"{_LABEL_KEYS}, not {', '.join(map(repr, invalid))}")
         return labels
+
+    @field_validator("annotations")
+    @classmethod
+    def _apparmor(cls, annotations: dict[str, str] | None, info: ValidationInfo
+                  ) -> dict[str, str] | None:
+        for key, value in (annotations or {}).items():
+            if key.startswith(APPARMOR_ANNOTATION_PREFIX) and not (
+                    value == "runtime/default" or value.startswith("localhost/")):
+                _refuse(info, _APPARMOR)
+        return annotations
 
 
 class PodTemplate(ApiModel):
