@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import signal
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -22,6 +24,7 @@ from inferpool.k8s.client import api_client
 from inferpool.k8s.lease import LeaseElector
 
 log = structlog.get_logger("inferpool.run")
+WALL_CLOCK_OFFSET_ENV = "INFERPOOL_TEST_WALL_CLOCK_OFFSET_SECONDS"  # tests only
 
 
 def main(settings: Settings) -> int:
@@ -54,6 +57,9 @@ def _configure_kopf(registry: kopf.OperatorRegistry, ours: Settings) -> None:
         settings.watching.server_timeout = ours.watch_server_timeout
         settings.watching.client_timeout = ours.watch_server_timeout + 60
         settings.watching.connect_timeout = 30
+        # kopf's own short requests (listings, API discovery) must not wait for ever either
+        settings.networking.request_timeout = ours.api_request_timeout_seconds
+        settings.networking.connect_timeout = min(30.0, ours.api_request_timeout_seconds)
         settings.posting.enabled = False  # we post our own, deduplicated Events
         settings.peering.standalone = True  # leadership comes from our Lease
         settings.scanning.disabled = True  # the CRDs are installed before the operator runs
@@ -66,10 +72,13 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    api = api_client(settings.kubeconfig)
-    elector = LeaseElector(client.CoordinationV1Api(api), settings.lease_name,
-                           settings.lease_namespace, settings.identity, settings.lease_seconds)
-    planner = Planner(settings, api, is_leader=lambda: elector.is_leader)
+    api = api_client(settings.kubeconfig, request_timeout=settings.api_request_timeout_seconds)
+    elector = LeaseElector(
+        client.CoordinationV1Api(api), settings.lease_name, settings.lease_namespace,
+        settings.identity, settings.lease_seconds,
+        renew_deadline_seconds=settings.lease_renew_deadline_seconds,
+        wall=_wall_clock(), request_timeout=max(1.0, settings.lease_renew_deadline_seconds / 3))
+    planner = Planner(settings, api, is_leader=elector.is_leader)
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry, settings)
     caches = handlers.Caches()
@@ -83,7 +92,8 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
         registry=registry, clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces), stop_flag=stop,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"))
-    tasks = [asyncio.create_task(_lease_loop(elector, planner, settings, stop)),
+    tasks = [asyncio.create_task(_lease_loop(elector, settings, stop)),
+             asyncio.create_task(_watch_leadership(elector, planner, settings, stop)),
              asyncio.create_task(handlers.fill(
                  caches, planner, handlers.lister(planner, settings.namespaces))),
              asyncio.create_task(planner.run())]
@@ -105,23 +115,50 @@ def _readiness(planner: Planner, elector: LeaseElector) -> tuple[bool, str]:
     as leader or as a standby that can take over at once."""
     if not planner.ready.is_set():
         return False, "waiting for the first complete listing of the watched resources"
-    return True, "leader" if elector.is_leader else "standby, caches ready"
+    return True, "leader" if elector.is_leader() else "standby, caches ready"
 
 
-async def _lease_loop(elector: LeaseElector, planner: Planner, settings: Settings,
-                      stop: asyncio.Event) -> None:
+async def _lease_loop(elector: LeaseElector, settings: Settings, stop: asyncio.Event) -> None:
+    """A round every retry period, leader or not. A failed round changes nothing by itself:
+    leadership runs out `lease_renew_deadline_seconds` after the last successful renewal."""
+    failing = False
     while not stop.is_set():
-        was_leader = elector.is_leader
         try:
             await asyncio.to_thread(elector.try_acquire_or_renew)
-        except Exception as exc:  # API unreachable: stop acting until the lease is ours again
-            elector.is_leader = False
-            log.warning("lease renewal failed", error=str(exc))
-        planner.metrics.set_leader(elector.is_leader)
-        if elector.is_leader and not was_leader:
-            log.info("became leader", identity=settings.identity)
-            planner.wake("became leader")
-        elif was_leader and not elector.is_leader:
-            log.warning("lost leadership", identity=settings.identity)
+        except Exception as exc:  # API unreachable, slow or refusing: retry next period
+            if not failing:
+                log.warning("lease renewal failed", error=str(exc),
+                            leading_for_seconds=round(elector.seconds_left(), 1))
+            failing = True
+        else:
+            if failing:
+                log.info("lease reachable again")
+            failing = False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max(1.0, settings.lease_seconds / 4))
+            await asyncio.wait_for(stop.wait(), timeout=settings.lease_retry_period_seconds)
+
+
+async def _watch_leadership(elector: LeaseElector, planner: Planner, settings: Settings,
+                            stop: asyncio.Event, interval: float = 0.2) -> None:
+    """Report changes of leadership as the clock makes them, not only when a (perhaps hung)
+    renewal returns."""
+    was_leader = False
+    while not stop.is_set():
+        leader = elector.is_leader()
+        if leader != was_leader:
+            planner.metrics.set_leader(leader)
+            if leader:
+                log.info("became leader", identity=settings.identity)
+                planner.wake("became leader")
+            else:
+                log.warning("lost leadership", identity=settings.identity)
+        was_leader = leader
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def _wall_clock() -> Callable[[], dt.datetime]:
+    """The wall clock written into the Lease. Tests offset it (INFERPOOL_TEST_WALL_CLOCK_OFFSET_
+    SECONDS) to show that clock skew between instances does not decide who leads."""
+    offset = dt.timedelta(seconds=float(os.environ.get(WALL_CLOCK_OFFSET_ENV, "0") or 0))
+    return lambda: dt.datetime.now(dt.UTC) + offset
