@@ -12,7 +12,7 @@ from inferpool.controller import planner as planner_module
 from inferpool.controller.planner import INDEX_NAMES, Planner
 from inferpool.controller.settings import Settings
 from inferpool.k8s import events
-from tests.unit.fake_cluster import H100, NODES, ipool
+from tests.unit.fake_cluster import H100, NODES, deployment, ipool
 
 
 class Recorder:
@@ -95,3 +95,33 @@ def test_leadership_lost_during_the_apply_batch_stops_the_rest(
     rec.on_write.append(lambda: leading.update(now=False))
     _reconcile(p)
     assert rec.writes == ["apply serving/chat-h100-h100"]  # the one already under way
+
+
+def test_a_scale_down_waits_for_caches_checked_against_a_listing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Karpenter's Cluster.Synced(): a plan that removes replicas is not acted on when the
+    resync finds the caches were wrong (it re-plans from the corrected view instead)."""
+    p, rec = _planner(monkeypatch, {"now": True})
+    p.indexes["deployments"] = {"serving/chat-h100-h100": deployment(
+        "chat", "h100", "h100", "nvidia", 8)}  # 8 replicas; 3 serve 30 req/s
+    asked: list[float] = []
+
+    async def synced(max_age: float) -> bool:
+        asked.append(max_age)
+        return False
+
+    p.synced = synced
+    _reconcile(p)
+    assert asked
+    assert rec.writes == []
+    assert "caches resynced" in p._wake_reasons
+
+    p2, rec2 = _planner(monkeypatch, {"now": True})
+    p2.indexes["deployments"] = dict(p.indexes["deployments"])
+
+    async def in_sync(max_age: float) -> bool:
+        return True
+
+    p2.synced = in_sync
+    _reconcile(p2)
+    assert "apply serving/chat-h100-h100" in rec2.writes  # the scale-down, once in sync

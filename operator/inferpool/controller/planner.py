@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -51,6 +51,8 @@ log = structlog.get_logger("inferpool.planner")
 
 INDEX_NAMES = ("nodes", "pods", "accelerator_pools", "inference_pools", "deployments")
 WRITE_CONCURRENCY = 8  # API writes in flight at once (the client's connection pool holds 32)
+# A plan that deletes or scales down acts only on caches checked against a listing this recently.
+SYNC_MAX_AGE_SECONDS = 10.0
 # A cache maps "namespace/name" to the slim view of that object (handlers.Caches).
 Index = Mapping[str, dict[str, Any]]
 
@@ -106,6 +108,8 @@ class Planner:
         self._poster = ThreadPoolExecutor(2, thread_name_prefix="api-event")
         self._parsed: ParseCache = {}  # InferencePools validated at their current version
         self.skipped_writes = 0  # writes not made because leadership ran out meanwhile
+        # Karpenter's Cluster.Synced(): are the caches true to a recent listing? (resync.py)
+        self.synced: Callable[[float], Awaitable[bool]] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -201,6 +205,14 @@ class Planner:
             self.rebalance_started.setdefault(key, now)
         gate = make_before_break(plan.replicas, live, by_key, self.rebalance_started, now,
                                  no_hold, broken)
+        destructive = _destructive(gate.targets, live, pods, nodes,
+                                   self.settings.replace_pods_on_failed_nodes)
+        if destructive and self.synced is not None and not await self.synced(
+                SYNC_MAX_AGE_SECONDS):  # planned from a wrong view
+            log.warning("caches were out of date: re-planning before deleting anything")
+            self.wake("caches resynced")
+            report.phases["apply"] = time.perf_counter() - t0
+            return report
         report.writes += await self._apply(gate.targets, live, by_key, snapshot)
         report.writes += await self._replace_pods_on_failed_nodes(pods, nodes, now)
         report.phases["apply"] = time.perf_counter() - t0
@@ -491,6 +503,15 @@ def _ready_capacity(pool: ParsedPool, live: Mapping[PlacementKey, LiveDeployment
     """`live`: the pool's own Deployments (others are ignored)."""
     capacity = {v.name: v.capacity for v in pool.model.spec.variants}
     return sum(d.ready * capacity.get(k[1], 0.0) for k, d in live.items() if k[0] == pool.key)
+
+
+def _destructive(targets: Mapping[PlacementKey, int], live: Mapping[PlacementKey, LiveDeployment],
+                 pods: list[dict[str, Any]], nodes: Mapping[str, dict[str, Any]],
+                 replace_pods: bool) -> bool:
+    """Would acting on this plan remove replicas (scale down, delete, replace pods)?"""
+    if any(key in live and replicas < live[key].replicas for key, replicas in targets.items()):
+        return True
+    return replace_pods and bool(pods_on_failed_nodes(pods, nodes))
 
 
 def _dead_node_pools(snapshot: ClusterSnapshot, live: Mapping[PlacementKey, LiveDeployment]

@@ -19,6 +19,7 @@ from inferpool import logs
 from inferpool.controller import handlers
 from inferpool.controller.metrics import MetricsServer
 from inferpool.controller.planner import Planner
+from inferpool.controller.resync import Resyncer
 from inferpool.controller.settings import Settings
 from inferpool.k8s.client import api_client
 from inferpool.k8s.lease import LeaseElector
@@ -92,10 +93,14 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
         registry=registry, clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces), stop_flag=stop,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"))
-    tasks = [asyncio.create_task(_lease_loop(elector, settings, stop)),
+    list_versions = handlers.lister(planner, settings.namespaces)
+    resyncer = Resyncer(caches, planner, list_versions, handlers.getter(planner),
+                        settings.resync_seconds, on_done=planner.metrics.observe_resync)
+    planner.synced = resyncer.synced
+    tasks = [asyncio.create_task(_lease_loop(elector, settings, stop, resyncer.request)),
              asyncio.create_task(_watch_leadership(elector, planner, settings, stop)),
-             asyncio.create_task(handlers.fill(
-                 caches, planner, handlers.lister(planner, settings.namespaces))),
+             asyncio.create_task(handlers.fill(caches, planner, list_versions)),
+             asyncio.create_task(resyncer.run(planner.ready)),
              asyncio.create_task(planner.run())]
     try:
         await kopf_task
@@ -118,9 +123,12 @@ def _readiness(planner: Planner, elector: LeaseElector) -> tuple[bool, str]:
     return True, "leader" if elector.is_leader() else "standby, caches ready"
 
 
-async def _lease_loop(elector: LeaseElector, settings: Settings, stop: asyncio.Event) -> None:
+async def _lease_loop(elector: LeaseElector, settings: Settings, stop: asyncio.Event,
+                      api_back: Callable[[str], None]) -> None:
     """A round every retry period, leader or not. A failed round changes nothing by itself:
-    leadership runs out `lease_renew_deadline_seconds` after the last successful renewal."""
+    leadership runs out `lease_renew_deadline_seconds` after the last successful renewal.
+    When the API answers again after failing, the watches may have missed deletions: the
+    caches are resynced at once (`api_back`)."""
     failing = False
     while not stop.is_set():
         try:
@@ -132,7 +140,8 @@ async def _lease_loop(elector: LeaseElector, settings: Settings, stop: asyncio.E
             failing = True
         else:
             if failing:
-                log.info("lease reachable again")
+                log.info("API server reachable again")
+                api_back("API server reachable again")
             failing = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=settings.lease_retry_period_seconds)
