@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection (TCP and TLS) to the API server
@@ -37,4 +38,8 @@ def api_client(kubeconfig: str | None = None, qps_pool: int = 32,
         configuration = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     configuration.connection_pool_maxsize = qps_pool
+    # urllib3 would retry a timed-out read 3 times (4 timeouts in a row before a call fails);
+    # one retry of a failed connect covers a pooled connection the server closed, and the
+    # callers retry the rest on their own schedule (the lease loop, the next reconcile)
+    configuration.retries = urllib3.Retry(total=1, read=0, status=0, redirect=0)
     return TimeoutApiClient(configuration, request_timeout)
