@@ -69,6 +69,12 @@ class StallingProxy:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+        for conn in list(self._conns):
+            self._close(conn)
+        pending = asyncio.all_tasks(self._loop)
+        if pending:  # closed sockets end every pipe: let them finish rather than cancel them
+            self._loop.run_until_complete(asyncio.wait(pending, timeout=5))
+        self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Conn(writers=[writer], poisoned=self._stalled)

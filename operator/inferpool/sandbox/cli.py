@@ -39,7 +39,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="delete this object in etcd while the API server is down, unseen by "
                    "any watch (deployment/NS/NAME, pod/NS/NAME, node/NAME; repeatable)")
     p.add_argument("--apiserver-arg", action="append", default=[], metavar="FLAG",
-                   help="extra kube-apiserver flag from now on, e.g. "
+                   help="extra kube-apiserver flag for this run of it, e.g. "
                    "--apiserver-arg=--watch-cache-sizes=nodes#0 (repeatable)")
     add("compact-etcd", "compact etcd's history: watches resumed from older resourceVersions "
         "(not served from the watch cache) get 410 Gone", _compact_etcd)
