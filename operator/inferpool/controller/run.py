@@ -25,7 +25,6 @@ from inferpool.k8s.client import api_client
 from inferpool.k8s.lease import LeaseElector
 
 log = structlog.get_logger("inferpool.run")
-WALL_CLOCK_OFFSET_ENV = "INFERPOOL_TEST_WALL_CLOCK_OFFSET_SECONDS"  # tests only
 
 
 def main(settings: Settings) -> int:
@@ -78,7 +77,8 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
         client.CoordinationV1Api(api), settings.lease_name, settings.lease_namespace,
         settings.identity, settings.lease_seconds,
         renew_deadline_seconds=settings.lease_renew_deadline_seconds,
-        wall=_wall_clock(), request_timeout=max(1.0, settings.lease_renew_deadline_seconds / 3))
+        wall=_wall_clock(settings.test_wall_clock_offset_seconds),
+        request_timeout=max(1.0, settings.lease_renew_deadline_seconds / 3))
     planner = Planner(settings, api, is_leader=elector.is_leader)
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry, settings)
@@ -166,8 +166,8 @@ async def _watch_leadership(elector: LeaseElector, planner: Planner, settings: S
             await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
-def _wall_clock() -> Callable[[], dt.datetime]:
-    """The wall clock written into the Lease. Tests offset it (INFERPOOL_TEST_WALL_CLOCK_OFFSET_
-    SECONDS) to show that clock skew between instances does not decide who leads."""
-    offset = dt.timedelta(seconds=float(os.environ.get(WALL_CLOCK_OFFSET_ENV, "0") or 0))
+def _wall_clock(offset_seconds: float) -> Callable[[], dt.datetime]:
+    """The wall clock written into the Lease. Tests offset it (the hidden setting
+    test_wall_clock_offset_seconds) to show that clock skew between instances decides nothing."""
+    offset = dt.timedelta(seconds=offset_seconds)
     return lambda: dt.datetime.now(dt.UTC) + offset
