@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from inferpool.sandbox import operator_process
@@ -11,8 +11,9 @@ from tests.support import Sandbox
 
 
 class OperatorProcess(_Process):
-    def __init__(self, sandbox: Sandbox, log_dir: Path, identity: str, *extra: str) -> None:
-        super().__init__(sandbox.kubeconfig, log_dir, identity, *extra)
+    def __init__(self, sandbox: Sandbox, log_dir: Path, identity: str, *extra: str,
+                 env: Mapping[str, str] | None = None, kubeconfig: Path | None = None) -> None:
+        super().__init__(kubeconfig or sandbox.kubeconfig, log_dir, identity, *extra, env=env)
 
 
 def install_crds(sandbox: Sandbox) -> None:

@@ -75,7 +75,7 @@ def planner(monkeypatch: pytest.MonkeyPatch) -> tuple[Planner, list[tuple[str, s
     """A planner whose Events go to a list instead of the API."""
     posted: list[tuple[str, str]] = []
 
-    def post(api: Any, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+    def post(api: Any, ref: ObjectRef, type_: str, reason: str, message: str, *_: Any) -> None:
         posted.append((reason, message))
 
     monkeypatch.setattr(events, "post", post)

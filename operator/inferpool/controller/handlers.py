@@ -12,8 +12,10 @@ never touch the objects they watch (no finalizers, no kopf annotations).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import kopf
@@ -23,12 +25,14 @@ from kubernetes.client.exceptions import ApiException
 from inferpool.controller import views
 from inferpool.controller.planner import INDEX_NAMES, Planner
 from inferpool.k8s import labels as lbl
-from inferpool.k8s.listing import object_keys
+from inferpool.k8s.listing import object_versions
 
 log = structlog.get_logger("inferpool.handlers")
 
 View = Callable[[Mapping[str, Any]], dict[str, Any]]
-ListKeys = Callable[[str], set[str]]  # resource name -> keys of the objects that exist now
+# resource name -> "namespace/name" -> resourceVersion of every object that exists now
+ListKeys = Callable[[str], Mapping[str, str | None] | set[str]]
+GetObject = Callable[[str, str], dict[str, Any] | None]  # (resource, key) -> body, None: gone
 
 RESOURCES: dict[str, tuple[tuple[str, ...], View]] = {
     "nodes": (("v1", "nodes"), views.node_view),
@@ -46,22 +50,53 @@ class Attachable(Protocol):
     def wake(self, reason: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class Seen:
+    """The last watch event (or resync) of one object: its resourceVersion, and when."""
+
+    resource_version: str | None
+    at: float  # monotonic
+
+
 class Caches:
-    """Per resource, "namespace/name" -> slim view; and, until complete, every key seen."""
+    """Per resource, "namespace/name" -> slim view; and every object seen (also those without a
+    view, such as pods that take no accelerators), to compare with a listing (`fill`, resync)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.views: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in INDEX_NAMES}
-        self._seen: dict[str, set[str]] | None = {n: set() for n in INDEX_NAMES}
+        self.known: dict[str, dict[str, Seen]] = {n: {} for n in INDEX_NAMES}
+        self.deleted: dict[str, dict[str, float]] = {n: {} for n in INDEX_NAMES}  # key -> when
 
-    def saw(self, name: str, key: str) -> None:
-        if self._seen is not None:
-            self._seen[name].add(key)
+    def saw(self, name: str, key: str, resource_version: str | None = None) -> None:
+        self.known[name][key] = Seen(resource_version, self.clock())
+        self.deleted[name].pop(key, None)
+
+    def put(self, name: str, body: Mapping[str, Any], view: View) -> bool:
+        """Take an object's current body (watch event or resync); True when the view changed."""
+        key = views.key(body)
+        self.saw(name, key, (body.get("metadata") or {}).get("resourceVersion"))
+        if name == "pods" and not views.wants_accelerators(body.get("spec") or {}):
+            return False  # seen (for `fill`), but other pods take no accelerators
+        slim = view(body)
+        cache = self.views[name]
+        if cache.get(key) == slim:  # a heartbeat that changes nothing we read
+            return False
+        cache[key] = slim
+        return True
+
+    def forget(self, name: str, key: str) -> bool:
+        """The object is gone; True when it had a view."""
+        self.known[name].pop(key, None)
+        self.deleted[name][key] = self.clock()
+        return self.views[name].pop(key, None) is not None
+
+    def event_since(self, name: str, key: str, since: float) -> bool:
+        seen = self.known[name].get(key)
+        return (seen is not None and seen.at >= since) or self.deleted[name].get(key, -1) >= since
 
     def missing(self, name: str, existing: set[str]) -> set[str]:
-        return existing - self._seen[name] if self._seen is not None else set()
-
-    def complete(self) -> None:
-        self._seen = None
+        return existing - self.known[name].keys()
 
 
 async def fill(caches: Caches, planner: Attachable, list_keys: ListKeys,
@@ -75,7 +110,7 @@ async def fill(caches: Caches, planner: Attachable, list_keys: ListKeys,
     while pending:
         for name in list(pending):
             try:
-                existing = await asyncio.to_thread(list_keys, name)
+                existing = set(await asyncio.to_thread(list_keys, name))
             except Exception as exc:
                 if isinstance(exc, ApiException) and exc.status == 404:
                     existing = set()  # CRD not installed: nothing to wait for (kopf warns)
@@ -91,39 +126,78 @@ async def fill(caches: Caches, planner: Attachable, list_keys: ListKeys,
                 pending.remove(name)
         if pending:
             await asyncio.sleep(interval)
-    caches.complete()
     planner.attach(caches.views)
     planner.wake("caches complete")
     log.info("caches complete", seconds=round(time.monotonic() - started, 2),
              **{name: len(view) for name, view in caches.views.items()})
 
 
-def lister(planner: Planner, namespaces: tuple[str, ...]) -> ListKeys:
-    """`list_keys` for `fill`, through the planner's API clients and the watched namespaces."""
+def lister(planner: Planner, namespaces: tuple[str, ...]
+           ) -> Callable[[str], dict[str, str | None]]:
+    """`list_keys` for `fill` and the resync: every watched object's resourceVersion, by key,
+    through the planner's API clients and the watched namespaces (metadata only)."""
     core, apps, custom = planner.core, planner.apps, planner.custom
 
-    def namespaced(name: str, ns: str | None) -> set[str]:
+    def namespaced(name: str, ns: str | None) -> dict[str, str | None]:
         if name == "pods":
-            return (object_keys(core.list_namespaced_pod, ns) if ns
-                    else object_keys(core.list_pod_for_all_namespaces))
+            return (object_versions(core.list_namespaced_pod, ns) if ns
+                    else object_versions(core.list_pod_for_all_namespaces))
         if name == "deployments":
-            return (object_keys(apps.list_namespaced_deployment, ns, label_selector=MANAGED)
-                    if ns else object_keys(apps.list_deployment_for_all_namespaces,
+            return (object_versions(apps.list_namespaced_deployment, ns, label_selector=MANAGED)
+                    if ns else object_versions(apps.list_deployment_for_all_namespaces,
                                            label_selector=MANAGED))
         group, version, plural = RESOURCES[name][0]
-        return (object_keys(custom.list_namespaced_custom_object, group, version, ns, plural)
-                if ns else object_keys(custom.list_cluster_custom_object, group, version, plural))
+        if ns:
+            return object_versions(custom.list_namespaced_custom_object, group, version, ns,
+                                   plural)
+        return object_versions(custom.list_cluster_custom_object, group, version, plural)
 
-    def list_keys(name: str) -> set[str]:
+    def list_keys(name: str) -> dict[str, str | None]:
         if name == "nodes":
-            return object_keys(core.list_node)
+            return object_versions(core.list_node)
         if name == "accelerator_pools":  # cluster-scoped, watched whatever the namespaces
             return namespaced(name, None)
         if not namespaces:
             return namespaced(name, None)
-        return set().union(*(namespaced(name, ns) for ns in namespaces))
+        out: dict[str, str | None] = {}
+        for ns in namespaces:
+            out.update(namespaced(name, ns))
+        return out
 
     return list_keys
+
+
+def getter(planner: Planner) -> GetObject:
+    """`get_object` for the resync: one object's full body, None when it no longer exists or
+    (a Deployment) is no longer ours."""
+    core, apps, custom = planner.core, planner.apps, planner.custom
+
+    def raw(call: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(call(*args, _preload_content=False).data)
+        return body
+
+    def get_object(name: str, key: str) -> dict[str, Any] | None:
+        ns, _, obj = key.partition("/")
+        try:
+            if name == "nodes":
+                return raw(core.read_node, obj)
+            if name == "pods":
+                return raw(core.read_namespaced_pod, obj, ns)
+            if name == "deployments":
+                body = raw(apps.read_namespaced_deployment, obj, ns)
+                labels = (body.get("metadata") or {}).get("labels") or {}
+                return body if labels.get(lbl.MANAGED_BY) == lbl.MANAGER else None
+            group, version, plural = RESOURCES[name][0]
+            found: dict[str, Any] = (
+                custom.get_namespaced_custom_object(group, version, ns, plural, obj) if ns
+                else custom.get_cluster_custom_object(group, version, plural, obj))
+            return found
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    return get_object
 
 
 def register(registry: kopf.OperatorRegistry, planner: Planner, caches: Caches) -> None:
@@ -137,18 +211,10 @@ def register(registry: kopf.OperatorRegistry, planner: Planner, caches: Caches) 
         # at start-up), and the planner's asyncio events must be set from the loop's thread
         async def on_event(event: Mapping[str, Any], body: Mapping[str, Any], *,
                            _name: str = name, _view: View = view, **_: Any) -> None:
-            key = views.key(body)
-            caches.saw(_name, key)
-            cache = caches.views[_name]
             if event.get("type") == "DELETED":
-                if cache.pop(key, None) is not None:
+                if caches.forget(_name, views.key(body)):
                     planner.wake(f"{_name} deleted")
-                return
-            if _name == "pods" and not views.wants_accelerators(body.get("spec") or {}):
-                return  # seen (for `fill`), but other pods take no accelerators
-            slim = _view(body)
-            if cache.get(key) != slim:  # a heartbeat that changes nothing we read: no wake-up
-                cache[key] = slim
+            elif caches.put(_name, body, _view):
                 planner.wake(f"{_name} changed")
 
         kopf.on.event(*resource, id=f"{name}-event", registry=registry, **filters)(on_event)

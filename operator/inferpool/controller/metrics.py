@@ -101,6 +101,15 @@ class OperatorMetrics:
         self.leader = Gauge(
             "inferpool_leader", "1 while this operator instance holds the leader Lease.",
             registry=r)
+        self.cache_objects = Gauge(
+            "inferpool_cache_objects",
+            "Objects the operator's caches know of, by resource, as of the last resync.",
+            ["resource"], registry=r)
+        self.cache_corrections = Counter(
+            "inferpool_cache_corrections_total",
+            "Cache entries a resync corrected against a fresh listing (the watch missed "
+            "them), by resource and kind (ghost, missed, stale).", ["resource", "kind"],
+            registry=r)
         self.inference_pools = Gauge(
             "inferpool_inferencepools", "InferencePools seen by the planner, by validity.",
             ["state"], registry=r)
@@ -208,6 +217,13 @@ class OperatorMetrics:
     def pods_replaced(self, count: int = 1) -> None:
         if count > 0:
             self.pods_replaced_total.inc(count)
+
+    def observe_resync(self, sizes: Mapping[str, int], corrected: Mapping[str, int]) -> None:
+        for resource, size in sizes.items():
+            self.cache_objects.labels(resource).set(size)
+        for what, count in corrected.items():
+            resource, kind = what.split(" ", 1)
+            self.cache_corrections.labels(resource, kind).inc(count)
 
     def set_leader(self, leader: bool) -> None:
         """Losing the Lease removes every series that describes the plan: only the leader's

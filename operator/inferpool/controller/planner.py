@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -51,6 +51,8 @@ log = structlog.get_logger("inferpool.planner")
 
 INDEX_NAMES = ("nodes", "pods", "accelerator_pools", "inference_pools", "deployments")
 WRITE_CONCURRENCY = 8  # API writes in flight at once (the client's connection pool holds 32)
+# A plan that deletes or scales down acts only on caches checked against a listing this recently.
+SYNC_MAX_AGE_SECONDS = 10.0
 # A cache maps "namespace/name" to the slim view of that object (handlers.Caches).
 Index = Mapping[str, dict[str, Any]]
 
@@ -105,6 +107,9 @@ class Planner:
         self._writer = ThreadPoolExecutor(WRITE_CONCURRENCY, thread_name_prefix="api-write")
         self._poster = ThreadPoolExecutor(2, thread_name_prefix="api-event")
         self._parsed: ParseCache = {}  # InferencePools validated at their current version
+        self.skipped_writes = 0  # writes not made because leadership ran out meanwhile
+        # Karpenter's Cluster.Synced(): are the caches true to a recent listing? (resync.py)
+        self.synced: Callable[[float], Awaitable[bool]] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -200,9 +205,20 @@ class Planner:
             self.rebalance_started.setdefault(key, now)
         gate = make_before_break(plan.replicas, live, by_key, self.rebalance_started, now,
                                  no_hold, broken)
+        destructive = _destructive(gate.targets, live, pods, nodes,
+                                   self.settings.replace_pods_on_failed_nodes)
+        if destructive and self.synced is not None and not await self.synced(
+                SYNC_MAX_AGE_SECONDS):  # planned from a wrong view
+            log.warning("caches were out of date: re-planning before deleting anything")
+            self.wake("caches resynced")
+            report.phases["apply"] = time.perf_counter() - t0
+            return report
         report.writes += await self._apply(gate.targets, live, by_key, snapshot)
         report.writes += await self._replace_pods_on_failed_nodes(pods, nodes, now)
         report.phases["apply"] = time.perf_counter() - t0
+        if not self.is_leader():  # statuses would describe a plan the next leader may redo
+            log.warning("not leading any more: reconcile stopped before the status phase")
+            return report
 
         # 5. status and events
         t0 = time.perf_counter()
@@ -249,8 +265,7 @@ class Planner:
             if existing is not None and self._in_sync(body, existing):
                 continue
             jobs.append(partial(self._server_side_apply, body))
-        results = await _run_all(jobs, self._writer)
-        return sum(results)
+        return await self._write(jobs, "apply")
 
     def _in_sync(self, desired: Mapping[str, Any], live: LiveDeployment) -> bool:
         if dep.matches(desired, live.body):
@@ -301,8 +316,8 @@ class Planner:
         todo = [k for k in pods_on_failed_nodes(pods, nodes) if k not in self.replaced]
         for key in todo:
             self.replaced[key] = now
-        return sum(await _run_all([partial(self._delete_pod, ns, name) for ns, name in todo],
-                                  self._writer))
+        return await self._write([partial(self._delete_pod, ns, name) for ns, name in todo],
+                                 "pod replacement")
 
     def _delete_pod(self, namespace: str, name: str) -> bool:
         try:
@@ -389,7 +404,26 @@ class Planner:
             if _differs(new, body.get("status") or {}):
                 jobs.append(partial(self._patch_status, "acceleratorpools", None,
                                     body["metadata"]["name"], new))
-        return sum(await _run_all(jobs, self._writer))
+        return await self._write(jobs, "status")
+
+    async def _write(self, jobs: list[Callable[[], bool]], batch: str) -> int:
+        """Run a batch of writes, only while this instance leads: checked before the batch and
+        again before each write, since a batch queues behind WRITE_CONCURRENCY (a leader whose
+        renewal fails mid-reconcile stops within its renew deadline, not at the next one)."""
+        if not jobs:
+            return 0
+        if not self.is_leader():
+            self.skipped_writes += len(jobs)
+            log.warning("not leading any more: writes skipped", batch=batch, writes=len(jobs))
+            return 0
+        return sum(await _run_all([partial(self._if_leader, job) for job in jobs],
+                                  self._writer))
+
+    def _if_leader(self, job: Callable[[], bool]) -> bool:
+        if not self.is_leader():
+            self.skipped_writes += 1
+            return False
+        return job()
 
     def _patch_status(self, plural: str, namespace: str | None, name: str,
                       status: dict[str, Any]) -> bool:
@@ -433,7 +467,7 @@ class Planner:
                                kind=str(body.get("kind", "InferencePool")),
                                namespace=meta.get("namespace"), name=str(meta.get("name")),
                                uid=str(meta.get("uid")))
-        if self.deduper.allow(ref, reason, message):
+        if self.is_leader() and self.deduper.allow(ref, reason, message):
             asyncio.get_running_loop().run_in_executor(
                 self._poster, events.post, self.core, ref, type_, reason, message,
                 self.settings.identity)
@@ -469,6 +503,15 @@ def _ready_capacity(pool: ParsedPool, live: Mapping[PlacementKey, LiveDeployment
     """`live`: the pool's own Deployments (others are ignored)."""
     capacity = {v.name: v.capacity for v in pool.model.spec.variants}
     return sum(d.ready * capacity.get(k[1], 0.0) for k, d in live.items() if k[0] == pool.key)
+
+
+def _destructive(targets: Mapping[PlacementKey, int], live: Mapping[PlacementKey, LiveDeployment],
+                 pods: list[dict[str, Any]], nodes: Mapping[str, dict[str, Any]],
+                 replace_pods: bool) -> bool:
+    """Would acting on this plan remove replicas (scale down, delete, replace pods)?"""
+    if any(key in live and replicas < live[key].replicas for key, replicas in targets.items()):
+        return True
+    return replace_pods and bool(pods_on_failed_nodes(pods, nodes))
 
 
 def _dead_node_pools(snapshot: ClusterSnapshot, live: Mapping[PlacementKey, LiveDeployment]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import signal
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -17,6 +19,7 @@ from inferpool import logs
 from inferpool.controller import handlers
 from inferpool.controller.metrics import MetricsServer
 from inferpool.controller.planner import Planner
+from inferpool.controller.resync import Resyncer
 from inferpool.controller.settings import Settings
 from inferpool.k8s.client import api_client
 from inferpool.k8s.lease import LeaseElector
@@ -54,6 +57,9 @@ def _configure_kopf(registry: kopf.OperatorRegistry, ours: Settings) -> None:
         settings.watching.server_timeout = ours.watch_server_timeout
         settings.watching.client_timeout = ours.watch_server_timeout + 60
         settings.watching.connect_timeout = 30
+        # kopf's own short requests (listings, API discovery) must not wait for ever either
+        settings.networking.request_timeout = ours.api_request_timeout_seconds
+        settings.networking.connect_timeout = min(30.0, ours.api_request_timeout_seconds)
         settings.posting.enabled = False  # we post our own, deduplicated Events
         settings.peering.standalone = True  # leadership comes from our Lease
         settings.scanning.disabled = True  # the CRDs are installed before the operator runs
@@ -66,10 +72,14 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    api = api_client(settings.kubeconfig)
-    elector = LeaseElector(client.CoordinationV1Api(api), settings.lease_name,
-                           settings.lease_namespace, settings.identity, settings.lease_seconds)
-    planner = Planner(settings, api, is_leader=lambda: elector.is_leader)
+    api = api_client(settings.kubeconfig, request_timeout=settings.api_request_timeout_seconds)
+    elector = LeaseElector(
+        client.CoordinationV1Api(api), settings.lease_name, settings.lease_namespace,
+        settings.identity, settings.lease_seconds,
+        renew_deadline_seconds=settings.lease_renew_deadline_seconds,
+        wall=_wall_clock(settings.test_wall_clock_offset_seconds),
+        request_timeout=max(1.0, settings.lease_renew_deadline_seconds / 3))
+    planner = Planner(settings, api, is_leader=elector.is_leader)
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry, settings)
     caches = handlers.Caches()
@@ -83,9 +93,14 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
         registry=registry, clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces), stop_flag=stop,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"))
-    tasks = [asyncio.create_task(_lease_loop(elector, planner, settings, stop)),
-             asyncio.create_task(handlers.fill(
-                 caches, planner, handlers.lister(planner, settings.namespaces))),
+    list_versions = handlers.lister(planner, settings.namespaces)
+    resyncer = Resyncer(caches, planner, list_versions, handlers.getter(planner),
+                        settings.resync_seconds, on_done=planner.metrics.observe_resync)
+    planner.synced = resyncer.synced
+    tasks = [asyncio.create_task(_lease_loop(elector, settings, stop, resyncer.request)),
+             asyncio.create_task(_watch_leadership(elector, planner, settings, stop)),
+             asyncio.create_task(handlers.fill(caches, planner, list_versions)),
+             asyncio.create_task(resyncer.run(planner.ready)),
              asyncio.create_task(planner.run())]
     try:
         await kopf_task
@@ -105,23 +120,54 @@ def _readiness(planner: Planner, elector: LeaseElector) -> tuple[bool, str]:
     as leader or as a standby that can take over at once."""
     if not planner.ready.is_set():
         return False, "waiting for the first complete listing of the watched resources"
-    return True, "leader" if elector.is_leader else "standby, caches ready"
+    return True, "leader" if elector.is_leader() else "standby, caches ready"
 
 
-async def _lease_loop(elector: LeaseElector, planner: Planner, settings: Settings,
-                      stop: asyncio.Event) -> None:
+async def _lease_loop(elector: LeaseElector, settings: Settings, stop: asyncio.Event,
+                      api_back: Callable[[str], None]) -> None:
+    """A round every retry period, leader or not. A failed round changes nothing by itself:
+    leadership runs out `lease_renew_deadline_seconds` after the last successful renewal.
+    When the API answers again after failing, the watches may have missed deletions: the
+    caches are resynced at once (`api_back`)."""
+    failing = False
     while not stop.is_set():
-        was_leader = elector.is_leader
         try:
             await asyncio.to_thread(elector.try_acquire_or_renew)
-        except Exception as exc:  # API unreachable: stop acting until the lease is ours again
-            elector.is_leader = False
-            log.warning("lease renewal failed", error=str(exc))
-        planner.metrics.set_leader(elector.is_leader)
-        if elector.is_leader and not was_leader:
-            log.info("became leader", identity=settings.identity)
-            planner.wake("became leader")
-        elif was_leader and not elector.is_leader:
-            log.warning("lost leadership", identity=settings.identity)
+        except Exception as exc:  # API unreachable, slow or refusing: retry next period
+            if not failing:
+                log.warning("lease renewal failed", error=str(exc),
+                            leading_for_seconds=round(elector.seconds_left(), 1))
+            failing = True
+        else:
+            if failing:
+                log.info("API server reachable again")
+                api_back("API server reachable again")
+            failing = False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max(1.0, settings.lease_seconds / 4))
+            await asyncio.wait_for(stop.wait(), timeout=settings.lease_retry_period_seconds)
+
+
+async def _watch_leadership(elector: LeaseElector, planner: Planner, settings: Settings,
+                            stop: asyncio.Event, interval: float = 0.2) -> None:
+    """Report changes of leadership as the clock makes them, not only when a (perhaps hung)
+    renewal returns."""
+    was_leader = False
+    while not stop.is_set():
+        leader = elector.is_leader()
+        if leader != was_leader:
+            planner.metrics.set_leader(leader)
+            if leader:
+                log.info("became leader", identity=settings.identity)
+                planner.wake("became leader")
+            else:
+                log.warning("lost leadership", identity=settings.identity)
+        was_leader = leader
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def _wall_clock(offset_seconds: float) -> Callable[[], dt.datetime]:
+    """The wall clock written into the Lease. Tests offset it (the hidden setting
+    test_wall_clock_offset_seconds) to show that clock skew between instances decides nothing."""
+    offset = dt.timedelta(seconds=offset_seconds)
+    return lambda: dt.datetime.now(dt.UTC) + offset

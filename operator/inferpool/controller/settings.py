@@ -51,6 +51,13 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     watch_server_timeout: int = Field(300, ge=1)  # kopf re-establishes watches this often
+    # a leader that cannot renew its Lease this long stops writing (kept below lease_seconds)
+    lease_renew_deadline_seconds: float = Field(6.0, gt=0)
+    lease_retry_period_seconds: float = Field(2.0, gt=0)  # Lease renewed or tried this often
+    api_request_timeout_seconds: float = Field(30.0, gt=0)  # every API call gives up after
+    resync_seconds: float = Field(60.0, gt=0)  # caches checked against a listing this often
+    # tests only: offsets the wall clock written into the Lease (it decides nothing)
+    test_wall_clock_offset_seconds: float = 0.0
 
     @field_validator("namespaces", "allow_privileged_namespaces", "prometheus_allowed_urls",
                      mode="before")
@@ -114,6 +121,13 @@ HELP: dict[str, str | None] = {
     "log_level": "log level",
     "log_format": "log format",
     "watch_server_timeout": None,
+    "lease_renew_deadline_seconds": "a leader that cannot renew the Lease for this long stops "
+                                    "writing (kept below --lease-seconds)",
+    "lease_retry_period_seconds": "how often the Lease is renewed, or tried for by a standby",
+    "api_request_timeout_seconds": "every Kubernetes API call gives up after this long",
+    "resync_seconds": "how often the caches are checked against a listing of the cluster "
+                      "(deletions a watch missed)",
+    "test_wall_clock_offset_seconds": None,
 }
 # Flags whose name is not the setting's (singular, as kubectl's --namespace).
 FLAG_NAMES = {"namespaces": "--namespace"}

@@ -1,4 +1,5 @@
-"""Which objects exist right now, by name only: to tell when the operator's caches are complete."""
+"""Which objects exist right now, by name and resourceVersion only: to tell when the operator's
+caches are complete, and what they missed (controller/resync.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 PAGE = 500
 
 
-def object_keys(call: Callable[..., Any], *args: Any, label_selector: str | None = None
-                ) -> set[str]:
-    """"namespace/name" of every object a typed list call (e.g. `CoreV1Api.list_node`) returns,
-    page by page; cluster-scoped objects have an empty namespace, as in the caches."""
-    keys: set[str] = set()
+def object_versions(call: Callable[..., Any], *args: Any, label_selector: str | None = None
+                    ) -> dict[str, str | None]:
+    """"namespace/name" -> resourceVersion of every object a typed list call (e.g.
+    `CoreV1Api.list_node`) returns, page by page; cluster-scoped objects have an empty
+    namespace, as in the caches."""
+    keys: dict[str, str | None] = {}
     token: str | None = None
     while True:
         kwargs: dict[str, Any] = {"limit": PAGE, "_preload_content": False,
@@ -27,7 +29,8 @@ def object_keys(call: Callable[..., Any], *args: Any, label_selector: str | None
         doc = json.loads(call(*args, **kwargs).data)
         for item in doc.get("items") or []:
             meta = item.get("metadata") or {}
-            keys.add(f"{meta.get('namespace') or ''}/{meta.get('name')}")
+            keys[f"{meta.get('namespace') or ''}/{meta.get('name')}"] = meta.get(
+                "resourceVersion")
         token = (doc.get("metadata") or {}).get("continue")
         if not token:
             return keys

@@ -30,6 +30,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     add("down", "stop a sandbox's processes and remove its data", _down)
     add("status", "show whether a sandbox runs (JSON)", _status)
     add("kubeconfig", "print the path of a running sandbox's admin kubeconfig", _kubeconfig)
+    p = add("restart-apiserver", "stop and start kube-apiserver (every watch ends; resumed "
+            "watches get 410 Gone); optionally delete objects in etcd while it is down",
+            _restart_apiserver)
+    p.add_argument("--down-seconds", type=float, default=0.0,
+                   help="keep it down this long (default: %(default)s)")
+    p.add_argument("--delete", action="append", default=[], metavar="KIND/[NAMESPACE/]NAME",
+                   help="delete this object in etcd while the API server is down, unseen by "
+                   "any watch (deployment/NS/NAME, pod/NS/NAME, node/NAME; repeatable)")
+    p.add_argument("--apiserver-arg", action="append", default=[], metavar="FLAG",
+                   help="extra kube-apiserver flag for this run of it, e.g. "
+                   "--apiserver-arg=--watch-cache-sizes=nodes#0 (repeatable)")
+    add("compact-etcd", "compact etcd's history: watches resumed from older resourceVersions "
+        "(not served from the watch cache) get 410 Gone", _compact_etcd)
     sub.add_parser("build", help="build (or find) the sandbox binaries and print their paths"
                    ).set_defaults(func=_guarded(_build))
     for action, help_text in (
@@ -84,6 +97,21 @@ def _kubeconfig(args: argparse.Namespace) -> int:
     from inferpool.sandbox import control
 
     print(control.require(args.name).kubeconfig)
+    return 0
+
+
+def _restart_apiserver(args: argparse.Namespace) -> int:
+    from inferpool.sandbox import control
+
+    control.restart_apiserver(control.require(args.name), args.down_seconds,
+                              tuple(args.delete), tuple(args.apiserver_arg), log=_log)
+    return 0
+
+
+def _compact_etcd(args: argparse.Namespace) -> int:
+    from inferpool.sandbox import control
+
+    print(control.compact_etcd(control.require(args.name)))
     return 0
 
 

@@ -162,20 +162,7 @@ def _start_all(state: SandboxState, bins: dict[str, Path], stages: Path, node_co
     ])
     _wait_http(f"{etcd_url}/health", "etcd", state, timeout=30)
 
-    launch("kube-apiserver", [
-        f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1", f"--secure-port={p['kube-apiserver']}",
-        f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
-        f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
-        f"--client-ca-file={pki_dir / 'ca.crt'}",
-        "--authorization-mode=RBAC",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={pki_dir / 'sa.pub'}",
-        f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
-        "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
-        "--endpoint-reconciler-type=none", "--max-requests-inflight=800",
-        "--max-mutating-requests-inflight=400",
-    ])
+    launch("kube-apiserver", apiserver_args(state))
     ssl_ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
     ssl_ctx.load_cert_chain(pki_dir / "admin.crt", pki_dir / "admin.key")
     _wait_http(f"{state.server}/readyz", "kube-apiserver", state, timeout=60, ssl_ctx=ssl_ctx)
@@ -225,6 +212,93 @@ def _start_all(state: SandboxState, bins: dict[str, Path], stages: Path, node_co
         f"--server-address=127.0.0.1:{p['kwok']}",
     ])
     log(f"control plane of sandbox {state.name!r} is up at {state.server}")
+
+
+def apiserver_args(state: SandboxState, extra: tuple[str, ...] = ()) -> list[str]:
+    d, p = state.path, state.ports
+    pki_dir = d / "pki"
+    return [
+        f"--etcd-servers=http://127.0.0.1:{p['etcd']}", "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1", f"--secure-port={p['kube-apiserver']}",
+        f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
+        f"--client-ca-file={pki_dir / 'ca.crt'}",
+        "--authorization-mode=RBAC",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki_dir / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
+        "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
+        "--endpoint-reconciler-type=none", "--max-requests-inflight=800",
+        "--max-mutating-requests-inflight=400", *extra,
+    ]
+
+
+# What `restart-apiserver --delete` removes straight from etcd while the API server is down: as
+# if deleted through another API server replica, unseen by any watch of this one.
+ETCD_PREFIXES = {"deployment": "/registry/deployments/", "node": "/registry/minions/",
+                 "pod": "/registry/pods/"}
+
+
+def restart_apiserver(state: SandboxState, down_seconds: float = 0.0,
+                      delete: tuple[str, ...] = (), extra_args: tuple[str, ...] = (),
+                      log: Log = print) -> None:
+    """Stop kube-apiserver, keep it down `down_seconds`, delete objects in etcd meanwhile
+    (`delete`: "deployment/NAMESPACE/NAME", "pod/NAMESPACE/NAME" or "node/NAME"), and start it
+    again on the same port and certificates (`extra_args` added to its flags). Every watch on
+    it ends, and one resumed from an old resourceVersion gets 410 Gone from the new watch
+    cache: clients re-list, and see no DELETED event for what went meanwhile."""
+    keys = [_etcd_key(item) for item in delete]  # refuse a bad name before stopping anything
+    started = time.monotonic()
+    processes.stop(state.pids["kube-apiserver"], "kube-apiserver")
+    for key in keys:
+        if not _etcd_post(state, "/v3/kv/deleterange", {"key": _b64(key)}).get("deleted"):
+            log(f"warning: {key} was not in etcd")
+    time.sleep(max(0.0, down_seconds - (time.monotonic() - started)))
+    bins = binaries.ensure(lambda _m: None)
+    state.pids["kube-apiserver"] = processes.start(
+        bins["kube-apiserver"], apiserver_args(state, extra_args),
+        state.path / "logs" / "kube-apiserver.log")
+    state.save()
+    pki_dir = state.path / "pki"
+    ssl_ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    ssl_ctx.load_cert_chain(pki_dir / "admin.crt", pki_dir / "admin.key")
+    _wait_http(f"{state.server}/readyz", "kube-apiserver", state, timeout=60, ssl_ctx=ssl_ctx)
+    log(f"kube-apiserver of sandbox {state.name!r} restarted after "
+        f"{time.monotonic() - started:.1f} s" + (f"; deleted {', '.join(delete)}" if delete
+                                                  else ""))
+
+
+def compact_etcd(state: SandboxState) -> int:
+    """Compact etcd's history up to now: a watch resumed from any older resourceVersion (and
+    not served from the API server's watch cache) gets 410 Gone. Returns the revision."""
+    revision = int(_etcd_post(state, "/v3/kv/range", {"key": _b64("/")})["header"]["revision"])
+    _etcd_post(state, "/v3/kv/compaction", {"revision": revision, "physical": True})
+    return revision
+
+
+def _etcd_key(item: str) -> str:
+    kind, _, rest = item.partition("/")
+    parts = rest.split("/")
+    if kind not in ETCD_PREFIXES or not all(parts) or len(parts) != (1 if kind == "node" else 2):
+        raise SandboxError(f"cannot delete {item!r}: use deployment/NAMESPACE/NAME, "
+                           "pod/NAMESPACE/NAME or node/NAME")
+    return ETCD_PREFIXES[kind] + rest
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+def _etcd_post(state: SandboxState, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """etcd's JSON gateway to its gRPC API (no etcdctl needed)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{state.ports['etcd']}{path}",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        answer: dict[str, Any] = json.loads(resp.read())
+        return answer
 
 
 def _wait_http(url: str, component: str, state: SandboxState, timeout: float,

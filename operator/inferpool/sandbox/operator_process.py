@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from inferpool.sandbox.processes import free_port
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, log_dir: Path, identity: str, *extra: str) -> None:
+    def __init__(self, kubeconfig: Path, log_dir: Path, identity: str, *extra: str,
+                 env: Mapping[str, str] | None = None) -> None:
         self.identity = identity
+        self.env = dict(env or {})
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"operator-{identity}.log"
         self.metrics_port = free_port()
@@ -32,7 +35,7 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=log,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         return self
 
     def kill(self) -> None:
