@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from inferpool.cluster import labels as lbl
 from inferpool.cluster.prices import PriceTable, default_prices
+from inferpool.cluster.quantity import container_request, count
 from inferpool.cluster.snapshot import (
     FAMILIES,
     CapacityType,
@@ -231,15 +232,11 @@ def _pod_request(spec: Mapping[str, Any], node: _NodeFacts) -> int:
     """Kubernetes' effective request: max(sum over containers, largest init container)."""
 
     def one(container: Any) -> int:
-        resources = _map(_map(container).get("resources"))
-        amount = 0
-        for kind in ("requests", "limits"):
-            values = _map(resources.get(kind))
-            amount = max(amount, _quantity(values.get(node.resource)))
-            if node.resource == lbl.RESOURCES["neuron"]:
-                # A pod asking for NeuronCores occupies whole devices on that node.
-                cores = _quantity(values.get(lbl.NEURONCORE_RESOURCE))
-                amount = max(amount, math.ceil(cores / node.cores_per_device))
+        amount = container_request(container, node.resource)
+        if node.resource == lbl.RESOURCES["neuron"]:
+            # A pod asking for NeuronCores occupies whole devices on that node.
+            cores = container_request(container, lbl.NEURONCORE_RESOURCE)
+            amount = max(amount, math.ceil(cores / node.cores_per_device))
         return amount
 
     regular = sum(one(c) for c in (spec.get("containers") or ()))
@@ -390,6 +387,5 @@ def _number(value: Any) -> float | None:
 
 
 def _quantity(value: Any) -> int:
-    """Extended resources are whole numbers; anything unparsable counts as zero."""
-    number = _number(value)
-    return int(number) if number is not None and number > 0 else 0
+    """What a node offers, in whole units (quantity.count: bad values count as zero)."""
+    return count(value)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferpool.cluster.quantity import pod_request
 from inferpool.k8s import labels as lbl
 
 BROKEN_REASONS = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull",
@@ -173,16 +174,12 @@ class HealthTracker:
 
 def accelerators_in_use(pods: Iterable[Mapping[str, Any]], node_pool: str) -> int:
     """Accelerators our scheduled pods use in a node pool: a stocked-out pool's usable cap."""
-    total = 0
-    for pod in ours(pods):
-        if pod["metadata"]["labels"].get(lbl.NODE_POOL) != node_pool or not pod["spec"].get(
-                "nodeName"):
-            continue
-        for container in pod["spec"].get("containers") or []:
-            for kind in ("limits", "requests"):
-                amounts = [int(str(v)) for k, v in (container.get("resources") or {}).get(
-                    kind, {}).items() if k in lbl.FAMILY_RESOURCE.values()]
-                if amounts:
-                    total += max(amounts)
-                    break
-    return total
+    return sum(pod_accelerators(pod) for pod in ours(pods)
+               if pod["metadata"]["labels"].get(lbl.NODE_POOL) == node_pool
+               and pod["spec"].get("nodeName"))
+
+
+def pod_accelerators(pod: Mapping[str, Any]) -> int:
+    """Accelerators of every family one pod requests (Kubernetes' effective request); a bad
+    quantity counts as none (cluster.quantity), it never fails a reconcile."""
+    return sum(pod_request(pod.get("spec"), resource) for resource in lbl.FAMILY_RESOURCE.values())

@@ -28,6 +28,7 @@ from inferpool.controller.demand import DemandBook
 from inferpool.controller.health import (
     Backoff,
     HealthTracker,
+    pod_accelerators,
     pods_on_failed_nodes,
 )
 from inferpool.controller.metrics import OperatorMetrics
@@ -487,7 +488,7 @@ def _in_use_by_pool(pods: Iterable[dict[str, Any]], nodes: Mapping[str, dict[str
     for pod in pods:
         node_name = pod["spec"].get("nodeName")
         if node_name and pod["status"].get("phase") not in ("Succeeded", "Failed"):
-            per_node[node_name] = per_node.get(node_name, 0) + _pod_accelerators(pod)
+            per_node[node_name] = per_node.get(node_name, 0) + pod_accelerators(pod)
     out: dict[str, int] = {}
     for ap in accelerator_pools:
         selector = (ap.get("spec") or {}).get("nodeSelector") or {}
@@ -497,13 +498,3 @@ def _in_use_by_pool(pods: Iterable[dict[str, Any]], nodes: Mapping[str, dict[str
                 (nodes[name]["metadata"].get("labels") or {}).get(k) == v
                 for k, v in selector.items()))
     return out
-
-
-def _pod_accelerators(pod: Mapping[str, Any]) -> int:
-    total = 0
-    for container in pod["spec"].get("containers") or []:
-        res = container.get("resources") or {}
-        for resource in lbl.FAMILY_RESOURCE.values():
-            amounts = [(res.get(kind) or {}).get(resource) for kind in ("limits", "requests")]
-            total += max((int(str(a)) for a in amounts if a is not None), default=0)
-    return total
