@@ -100,3 +100,18 @@ def test_status_phase_in_use_never_raises(amount: Any, expected: int) -> None:
     nodes = {"h100-0": {"metadata": {"name": "h100-0", "labels": {"pool": "h100"}}}}
     aps = [{"metadata": {"name": "ap"}, "spec": {"nodeSelector": {"pool": "h100"}}}]
     assert _in_use_by_pool(pods, nodes, aps) == {"ap": expected}
+
+
+def test_bad_quantities_are_reported_not_fatal() -> None:
+    from inferpool.controller import planning
+
+    nodes = [node("n", {"inferpool.dev/node-pool": "p"}, {"nvidia.com/gpu": "lots"})]
+    bad = _our_pod("n", "1kk")
+    inputs = planning.read_cluster({"nodes": nodes, "pods": [bad]})
+    assert inputs.snapshot.nodes == ()  # no accelerator it can count: not an accelerator node
+    assert inputs.problems == (
+        "node n: status.allocatable[nvidia.com/gpu]='lots' is not a quantity; counted as 0",
+        "node n: status.capacity[nvidia.com/gpu]='lots' is not a quantity; counted as 0",
+        "pod ns/x: limits[nvidia.com/gpu]='1kk' is not a quantity; counted as 0",
+        "pod ns/x: requests[nvidia.com/gpu]='1kk' is not a quantity; counted as 0",
+    )

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from inferpool.cluster import labels as lbl
 from inferpool.cluster.prices import PriceTable, default_prices
-from inferpool.cluster.quantity import container_request, count
+from inferpool.cluster.quantity import container_request, count, is_valid
 from inferpool.cluster.snapshot import (
     FAMILIES,
     CapacityType,
@@ -389,3 +389,29 @@ def _number(value: Any) -> float | None:
 def _quantity(value: Any) -> int:
     """What a node offers, in whole units (quantity.count: bad values count as zero)."""
     return count(value)
+
+
+def bad_quantities(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+                   ) -> list[str]:
+    """Resource values that are not quantities (counted as nothing), one line each, so the
+    operator can say why a node offers or a pod uses less than it shows."""
+    out = []
+    for obj in nodes:
+        for kind in ("allocatable", "capacity"):
+            for resource, value in _map(_map(obj.get("status")).get(kind)).items():
+                if not is_valid(value):
+                    out.append(f"node {_name(obj)}: status.{kind}[{resource}]={value!r} is not "
+                               "a quantity; counted as 0")
+    for obj in pods:
+        meta = _map(obj.get("metadata"))
+        spec = _map(obj.get("spec"))
+        for field_ in ("containers", "initContainers"):
+            for container in spec.get(field_) or ():
+                resources = _map(_map(container).get("resources"))
+                for kind in ("requests", "limits"):
+                    for resource, value in _map(resources.get(kind)).items():
+                        if not is_valid(value):
+                            out.append(f"pod {meta.get('namespace')}/{meta.get('name')}: "
+                                       f"{kind}[{resource}]={value!r} is not a quantity; "
+                                       "counted as 0")
+    return sorted(out)

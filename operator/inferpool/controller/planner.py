@@ -106,6 +106,7 @@ class Planner:
         self._writer = ThreadPoolExecutor(WRITE_CONCURRENCY, thread_name_prefix="api-write")
         self._poster = ThreadPoolExecutor(2, thread_name_prefix="api-event")
         self._parsed: ParseCache = {}  # InferencePools validated at their current version
+        self._problems: frozenset[str] = frozenset()  # bad quantities already logged
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -163,6 +164,7 @@ class Planner:
         pools, invalid, snapshot, live = (cluster.pools, cluster.invalid, cluster.snapshot,
                                           cluster.live)
         report.invalid = len(invalid)
+        self._report_problems(cluster.problems)
         report.phases["snapshot"] = time.perf_counter() - t0
 
         # 2. demand
@@ -220,6 +222,13 @@ class Planner:
         self.last_report = report
         self.reconciles += 1
         return report
+
+    def _report_problems(self, problems: Iterable[str]) -> None:
+        """Log each bad resource value once while it lasts (it is counted as nothing)."""
+        now = frozenset(problems)
+        for problem in sorted(now - self._problems):
+            log.warning("bad resource quantity", problem=problem)
+        self._problems = now
 
     # -- apply --------------------------------------------------------------------------------
 

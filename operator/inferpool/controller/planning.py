@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferpool.cluster import ClusterSnapshot, build_snapshot
+from inferpool.cluster.discovery import bad_quantities
 from inferpool.controller.demand import scaling_settings
 from inferpool.controller.health import HealthTracker, accelerators_in_use
 from inferpool.controller.settings import Settings
@@ -45,6 +46,8 @@ class ClusterInputs:
     invalid: list[InvalidPool]
     snapshot: ClusterSnapshot
     live: dict[PlacementKey, LiveDeployment]
+    # resource values that are not quantities (counted as nothing), for the log
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ def read_cluster(views: Mapping[str, Iterable[dict[str, Any]]],
                               accelerator_pools)
     live = {d.key: d for d in map(live_deployment, views.get("deployments", ()))
             if d is not None}
-    return ClusterInputs(nodes, pods, accelerator_pools, pools, invalid, snapshot, live)
+    return ClusterInputs(nodes, pods, accelerator_pools, pools, invalid, snapshot, live,
+                         tuple(bad_quantities(nodes.values(), pods)))
 
 
 def engine_call(inputs: ClusterInputs, required_rps: Mapping[str, float], settings: Settings,
