@@ -270,6 +270,7 @@ def _explicit_pool(
         price, known = looked_up.per_accelerator_hour, looked_up.known
     max_acc = _number(spec.get("maxAccelerators"))
     resources = {n.resource for n in nodes if n.family == family}
+    common = _common_labels(nodes)
     return NodePool(
         name=_name(ap),
         family=family,
@@ -281,6 +282,8 @@ def _explicit_pool(
         resource=resources.pop() if len(resources) == 1 else lbl.RESOURCES[family],
         max_accelerators=int(max_acc) if max_acc is not None and max_acc >= 0 else None,
         price_known=known,
+        instance_type=common.get(lbl.INSTANCE_TYPE),
+        labels=common,
     )
 
 
@@ -314,6 +317,7 @@ def _discovered_pools(
             while name in taken:
                 name += "-discovered"
             taken.add(name)
+            common = _common_labels(part)
             price = table.lookup(
                 family, product or None, _common(n.instance_type for n in part), first.capacity_type
             )
@@ -330,6 +334,8 @@ def _discovered_pools(
                         resource=resource,
                         max_accelerators=None,
                         price_known=price.known,
+                        instance_type=common.get(lbl.INSTANCE_TYPE),
+                        labels=common,
                     ),
                     part,
                 )
@@ -358,6 +364,16 @@ def _selects(ap: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 
 def _name(obj: Mapping[str, Any]) -> str:
     return str(_map(obj.get("metadata")).get("name") or "")
+
+
+def _common_labels(nodes: list[_NodeFacts]) -> dict[str, str]:
+    """The accelerator labels every one of `nodes` carries with the same value."""
+    out = {}
+    for key in lbl.ACCELERATOR_LABELS:
+        values = {n.labels.get(key) for n in nodes}
+        if len(values) == 1 and (value := values.pop()):
+            out[key] = value
+    return out
 
 
 def _common(values: Iterable[str | None]) -> str | None:

@@ -39,6 +39,7 @@ from inferpool.controller.translate import (
     ParsedPool,
     by_pool,
     make_before_break,
+    node_selector,
     unready,
 )
 from inferpool.k8s import deployments as dep
@@ -254,7 +255,8 @@ class Planner:
                 variant=variant.name, family=variant.accelerator.family.value,
                 accelerators=variant.accelerator.count, template=variant.template.to_dict(),
                 max_surge=pool.model.spec.rollout.max_surge)
-            body = dep.build(workload, key[2], snapshot.pool(key[2]).node_selector, replicas,
+            selector = node_selector(variant, snapshot.pool(key[2]))
+            body = dep.build(workload, key[2], selector, replicas,
                              self.settings.toleration_seconds)
             if existing is not None and self._in_sync(body, existing):
                 continue
