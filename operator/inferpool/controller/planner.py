@@ -41,11 +41,12 @@ from inferpool.controller.translate import (
     make_before_break,
     node_selector,
     unready,
+    workload,
 )
 from inferpool.k8s import deployments as dep
 from inferpool.k8s import events
 from inferpool.k8s import labels as lbl
-from inferpool.placement import PlacementKey, Plan, place
+from inferpool.placement import PlacementKey, Plan
 from inferpool.scaling.clock import SystemClock
 
 log = structlog.get_logger("inferpool.planner")
@@ -96,6 +97,9 @@ class Planner:
             stockouts=Backoff(initial=settings.retry_backoff_seconds),
             broken=Backoff(initial=settings.retry_backoff_seconds))
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
+        # placements whose new pods of the last plan all bind in the scheduler's view: a pod
+        # of one unschedulable is a wrong model, re-planned at once (health.py)
+        self.expected_to_bind: frozenset[PlacementKey] = frozenset()
         # pool key -> (reason, node pool) -> variant: failures that moved its replicas
         self.affected: dict[str, dict[tuple[str, str], str]] = {}
         self.last_report: Report | None = None
@@ -181,13 +185,15 @@ class Planner:
         t0 = time.perf_counter()
         now = time.monotonic()
         self.health.observe(pods, {p.key: float(p.model.spec.rollout.ready_timeout_seconds)
-                                   for p in pools}, now, now_wall, nodes)
+                                   for p in pools}, now, now_wall, nodes,
+                            self.expected_to_bind)
         stocked_out = self.health.stocked_out(now)
         broken = self.health.broken_variants(now)
         call = planning.engine_call(cluster, {k: d.required_rps for k, d in demands.items()},
                                     self.settings, stocked_out, broken)
-        plan = await asyncio.to_thread(place, call.snapshot, call.demands, call.current,
-                                       call.options)
+        plan, binding = await asyncio.to_thread(planning.bindable_plan, cluster, call,
+                                                self.settings)
+        self.expected_to_bind = binding.fitting
         report.plan = plan
         report.phases["engine"] = time.perf_counter() - t0
 
@@ -250,13 +256,8 @@ class Planner:
                 # held (make-before-break) until the new ones are Ready; nothing to rebuild.
                 continue
             variant = variants[key[1]]
-            workload = dep.Workload(
-                pool=pool.name, namespace=pool.namespace, owner_uid=pool.uid,
-                variant=variant.name, family=variant.accelerator.family.value,
-                accelerators=variant.accelerator.count, template=variant.template.to_dict(),
-                max_surge=pool.model.spec.rollout.max_surge)
             selector = node_selector(variant, snapshot.pool(key[2]))
-            body = dep.build(workload, key[2], selector, replicas,
+            body = dep.build(workload(pool, variant), key[2], selector, replicas,
                              self.settings.toleration_seconds)
             if existing is not None and self._in_sync(body, existing):
                 continue

@@ -16,6 +16,7 @@ from inferpool.api.inference_pool import InferencePool, Variant
 from inferpool.api.security import ALLOW_PRIVILEGED
 from inferpool.cluster import NodePool
 from inferpool.cluster import labels as clbl
+from inferpool.k8s import deployments as dep
 from inferpool.k8s import labels as lbl
 from inferpool.placement import PlacementKey, PoolDemand, VariantDemand
 
@@ -151,6 +152,14 @@ def node_selector(variant: Variant, node_pool: NodePool) -> dict[str, str]:
         if value is not None and node_pool.labels.get(key) == value:
             selector[key] = value
     return selector
+
+
+def workload(pool: ParsedPool, variant: Variant) -> dep.Workload:
+    """What the Deployment builder needs from one variant of an InferencePool."""
+    return dep.Workload(
+        pool=pool.name, namespace=pool.namespace, owner_uid=pool.uid, variant=variant.name,
+        family=variant.accelerator.family.value, accelerators=variant.accelerator.count,
+        template=variant.template.to_dict(), max_surge=pool.model.spec.rollout.max_surge)
 
 
 def to_demand(pool: ParsedPool, required_rps: float) -> PoolDemand:
