@@ -9,6 +9,7 @@ value on one node or pod counts as nothing rather than failing a whole reconcile
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from decimal import Decimal, DecimalException, InvalidOperation
@@ -58,6 +59,17 @@ def quantity(value: Any) -> Decimal | None:
     quantities, although Python counts them as integers."""
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        return _checked_text(value)  # the same few strings recur across thousands of pods
+    return _checked(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_text(value: str) -> Decimal | None:
+    return _checked(value)
+
+
+def _checked(value: Any) -> Decimal | None:
     try:
         parsed = parse_quantity(value)
     except (ValueError, TypeError, ArithmeticError):

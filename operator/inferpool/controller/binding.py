@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferpool.cluster import ClusterSnapshot
+from inferpool.cluster import ClusterSnapshot, Node
 from inferpool.cluster.quantity import count, milli, pod_request
 from inferpool.k8s import labels as lbl
 from inferpool.placement import PlacementKey
@@ -71,9 +71,17 @@ class Binding:
 
 
 def pod_requests(spec: Mapping[str, Any]) -> dict[str, int]:
-    out = {r: pod_request(spec, r) for r in ACCELERATOR_RESOURCES}
-    out[CPU] = pod_request(spec, CPU, scale=1000)
-    out[MEMORY] = pod_request(spec, MEMORY)
+    """The pod's effective request of every resource the scheduler compares here (CPU in
+    millicores); only resources some container names are parsed."""
+    named: set[str] = set()
+    for container in [*(spec.get("containers") or ()), *(spec.get("initContainers") or ())]:
+        resources = (container.get("resources") or {}) if isinstance(container, Mapping) else {}
+        for kind in ("requests", "limits"):
+            values = resources.get(kind)
+            if isinstance(values, Mapping):
+                named.update(values)
+    out = {r: pod_request(spec, r, scale=1000 if r == CPU else 1)
+           for r in RESOURCES if r in named}
     return {r: v for r, v in out.items() if v > 0}
 
 
@@ -87,32 +95,77 @@ def _placement(pod: Mapping[str, Any]) -> PlacementKey | None:
     return (f"{meta.get('namespace')}/{pool}", str(variant), str(node_pool))
 
 
-def node_rooms(nodes: Mapping[str, Mapping[str, Any]], pods: Iterable[Mapping[str, Any]],
-               snapshot: ClusterSnapshot) -> dict[str, list[NodeRoom]]:
-    """Per node pool, the room of its healthy nodes as the scheduler counts it: allocatable
-    minus the requests of every pod bound there (ours, others', terminating ones too: they hold
-    their room until they are gone)."""
-    used: dict[str, Counter[str]] = defaultdict(Counter)
-    for pod in pods:
-        spec = pod.get("spec") or {}
-        name = spec.get("nodeName")
-        if name and (pod.get("status") or {}).get("phase") not in _TERMINATED:
-            used[str(name)].update(pod_requests(spec))
-    rooms: dict[str, list[NodeRoom]] = defaultdict(list)
-    for n in snapshot.nodes:
+class SchedulerView:
+    """The scheduler's room per node pool, computed only for the node pools asked about (most
+    plans create no pod at all): at thousands of nodes and pods, parsing every request each
+    reconcile would cost more than the plan."""
+
+    def __init__(self, nodes: Mapping[str, Mapping[str, Any]],
+                 pods: Iterable[Mapping[str, Any]], snapshot: ClusterSnapshot) -> None:
+        self.nodes, self.snapshot, self.pods = nodes, snapshot, pods
+        self.on_node: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        self.ours_in: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        self._indexed = False
+        self._rooms: dict[str, list[NodeRoom]] = {}
+
+    def _index(self) -> None:
+        if self._indexed:
+            return
+        self._indexed = True
+        for pod in self.pods:
+            spec = pod.get("spec") or {}
+            name = spec.get("nodeName")
+            if not name or (pod.get("status") or {}).get("phase") in _TERMINATED:
+                continue
+            self.on_node[str(name)].append(pod)
+            meta = pod.get("metadata") or {}
+            node_pool = (meta.get("labels") or {}).get(lbl.NODE_POOL)
+            if node_pool and not meta.get("deletionTimestamp") and (
+                    meta.get("labels") or {}).get(lbl.POOL):
+                self.ours_in[str(node_pool)].append(pod)
+
+    def rooms(self, node_pools: Iterable[str]) -> dict[str, list[NodeRoom]]:
+        """Node pools with at least one visible healthy node -> their rooms."""
+        node_pools = list(node_pools)
+        if node_pools:
+            self._index()
+        for pool in node_pools:
+            if pool not in self._rooms:
+                self._rooms[pool] = node_rooms(self.nodes, self.on_node,
+                                               self.snapshot.nodes_of(pool))
+        return {p: r for p in node_pools if (r := self._rooms[p])}
+
+    def in_use(self, node_pool: str) -> int:
+        """Accelerators our bound pods use in a node pool (health.accelerators_in_use)."""
+        self._index()
+        return sum(pod_request(p.get("spec"), r) for p in self.ours_in.get(node_pool, ())
+                   for r in lbl.FAMILY_RESOURCE.values())
+
+
+def node_rooms(nodes: Mapping[str, Mapping[str, Any]],
+               on_node: Mapping[str, list[Mapping[str, Any]]],
+               members: Iterable[Node]) -> list[NodeRoom]:
+    """The room of healthy `members` as the scheduler counts it: allocatable minus the
+    requests of every pod bound there (ours, others', terminating ones too: they hold their
+    room until they are gone)."""
+    rooms = []
+    for n in members:
         view = nodes.get(n.name)
         if view is None or not (n.ready and n.schedulable):
             continue
+        used: Counter[str] = Counter()
+        for pod in on_node.get(n.name, ()):
+            used.update(pod_requests(pod.get("spec") or {}))
         allocatable = (view.get("status") or {}).get("allocatable") or {}
-        free = {r: count(allocatable.get(r)) - used[n.name][r] for r in ACCELERATOR_RESOURCES}
+        free = {r: count(allocatable.get(r)) - used[r] for r in ACCELERATOR_RESOURCES}
         if CPU in allocatable:
-            free[CPU] = milli(allocatable[CPU]) - used[n.name][CPU]
+            free[CPU] = milli(allocatable[CPU]) - used[CPU]
         if MEMORY in allocatable:
-            free[MEMORY] = count(allocatable[MEMORY]) - used[n.name][MEMORY]
+            free[MEMORY] = count(allocatable[MEMORY]) - used[MEMORY]
         taints = tuple(t for t in (view.get("spec") or {}).get("taints") or ()
                        if t.get("effect") in _BLOCKING_EFFECTS)
-        rooms[n.pool].append(NodeRoom(n.name, n.pool, free, taints))
-    return dict(rooms)
+        rooms.append(NodeRoom(n.name, n.pool, free, taints))
+    return rooms
 
 
 def bound_pods(pods: Iterable[Mapping[str, Any]]) -> Counter[PlacementKey]:

@@ -111,14 +111,15 @@ def bindable_plan(inputs: ClusterInputs, call: EngineCall, settings: Settings
     would find no node, re-plan with each such node pool capped at what really binds there
     (our running replicas plus the new pods that fit). Caps only tighten, so this ends; the
     last plan is returned with its check either way."""
-    rooms = binding.node_rooms(inputs.nodes, inputs.pods, inputs.snapshot)
+    view = binding.SchedulerView(inputs.nodes, inputs.pods, inputs.snapshot)
     bound = binding.bound_pods(inputs.pods)
-    in_use = {p: accelerators_in_use(inputs.pods, p) for p in rooms}
     options = call.options
     for attempt in range(MAX_REPLANS + 1):
         plan = place(call.snapshot, call.demands, call.current, options)
-        result = binding.check(plan.replicas, bound, pod_shapes(inputs, plan.replicas, bound,
-                                                                 settings), rooms, in_use)
+        shapes = pod_shapes(inputs, plan.replicas, bound, settings)
+        rooms = view.rooms(sorted({k[2] for k in shapes}))
+        in_use = {p: view.in_use(p) for p in rooms}
+        result = binding.check(plan.replicas, bound, shapes, rooms, in_use)
         if result.binds or attempt == MAX_REPLANS:
             break
         limits = dict(options.pool_accelerator_limits)
