@@ -172,6 +172,18 @@ def test_stockout_needs_the_bound_and_backs_off() -> None:
     assert tracker.stocked_out(62.0 + 121) == []
 
 
+def test_unschedulable_where_the_plan_checked_it_binds_caps_the_pool_at_once() -> None:
+    # the engine and the scheduler disagree: no waiting for the stockout bound
+    tracker = HealthTracker(stockout_seconds=30, stockouts=Backoff(initial=60))
+    young = [pod("a", node=None, ready=False, unschedulable=True, age=1)]
+    tracker.observe(young, {}, now=0.0, wall=NOW,
+                    expected_to_bind={("ns/other", "v6e", "v6e")})
+    assert tracker.stocked_out(0.0) == []  # another placement's check says nothing of this
+    tracker.observe(young, {}, now=0.0, wall=NOW, expected_to_bind={("ns/chat", "v6e", "v6e")})
+    assert tracker.stocked_out(0.0) == ["v6e"]
+    assert "where the plan had room" in tracker.stockout_why["v6e"]
+
+
 def test_broken_variant_only_when_no_replica_of_it_works() -> None:
     tracker = HealthTracker(broken_seconds=20)
     failing = [pod("a", node="n1", ready=False, waiting=("ImagePullBackOff",)),

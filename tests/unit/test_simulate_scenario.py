@@ -188,3 +188,20 @@ def test_csv_trace_holds_values_and_repeats(tmp_path: Path) -> None:
     scenario_file.write_text(yaml.safe_dump(data))
     with pytest.raises(ScenarioError, match="has no column 'qps'"):
         demand_traces(load_scenario(scenario_file))
+
+
+def test_a_neuron_type_matches_only_pools_of_that_instance_type() -> None:
+    from inferpool.simulate.scenario import NodePoolSpec, VariantSpec, pool_matches
+
+    def spec(instance_type: str | None) -> NodePoolSpec:
+        return NodePoolSpec.model_validate({
+            "name": "p", "family": "neuron", "product": "trainium2", "nodes": 1,
+            "acceleratorsPerNode": 16, "pricePerAcceleratorHour": 1.0,
+            **({"instanceType": instance_type} if instance_type else {})})
+
+    variant = VariantSpec.model_validate({
+        "name": "v", "accelerator": {"family": "neuron", "type": "trn2.48xlarge", "count": 8},
+        "capacity": 1.0})
+    assert pool_matches(spec("trn2.48xlarge"), variant)
+    assert not pool_matches(spec("inf2.48xlarge"), variant)
+    assert not pool_matches(spec(None), variant)

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from inferpool.cluster import labels as lbl
 from inferpool.cluster.prices import PriceTable, default_prices
+from inferpool.cluster.quantity import container_request, count, is_valid
 from inferpool.cluster.snapshot import (
     FAMILIES,
     CapacityType,
@@ -231,15 +232,11 @@ def _pod_request(spec: Mapping[str, Any], node: _NodeFacts) -> int:
     """Kubernetes' effective request: max(sum over containers, largest init container)."""
 
     def one(container: Any) -> int:
-        resources = _map(_map(container).get("resources"))
-        amount = 0
-        for kind in ("requests", "limits"):
-            values = _map(resources.get(kind))
-            amount = max(amount, _quantity(values.get(node.resource)))
-            if node.resource == lbl.RESOURCES["neuron"]:
-                # A pod asking for NeuronCores occupies whole devices on that node.
-                cores = _quantity(values.get(lbl.NEURONCORE_RESOURCE))
-                amount = max(amount, math.ceil(cores / node.cores_per_device))
+        amount = container_request(container, node.resource)
+        if node.resource == lbl.RESOURCES["neuron"]:
+            # A pod asking for NeuronCores occupies whole devices on that node.
+            cores = container_request(container, lbl.NEURONCORE_RESOURCE)
+            amount = max(amount, math.ceil(cores / node.cores_per_device))
         return amount
 
     regular = sum(one(c) for c in (spec.get("containers") or ()))
@@ -273,6 +270,7 @@ def _explicit_pool(
         price, known = looked_up.per_accelerator_hour, looked_up.known
     max_acc = _number(spec.get("maxAccelerators"))
     resources = {n.resource for n in nodes if n.family == family}
+    common = _common_labels(nodes)
     return NodePool(
         name=_name(ap),
         family=family,
@@ -284,6 +282,8 @@ def _explicit_pool(
         resource=resources.pop() if len(resources) == 1 else lbl.RESOURCES[family],
         max_accelerators=int(max_acc) if max_acc is not None and max_acc >= 0 else None,
         price_known=known,
+        instance_type=common.get(lbl.INSTANCE_TYPE),
+        labels=common,
     )
 
 
@@ -317,6 +317,7 @@ def _discovered_pools(
             while name in taken:
                 name += "-discovered"
             taken.add(name)
+            common = _common_labels(part)
             price = table.lookup(
                 family, product or None, _common(n.instance_type for n in part), first.capacity_type
             )
@@ -333,6 +334,8 @@ def _discovered_pools(
                         resource=resource,
                         max_accelerators=None,
                         price_known=price.known,
+                        instance_type=common.get(lbl.INSTANCE_TYPE),
+                        labels=common,
                     ),
                     part,
                 )
@@ -363,6 +366,16 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str(_map(obj.get("metadata")).get("name") or "")
 
 
+def _common_labels(nodes: list[_NodeFacts]) -> dict[str, str]:
+    """The accelerator labels every one of `nodes` carries with the same value."""
+    out = {}
+    for key in lbl.ACCELERATOR_LABELS:
+        values = {n.labels.get(key) for n in nodes}
+        if len(values) == 1 and (value := values.pop()):
+            out[key] = value
+    return out
+
+
 def _common(values: Iterable[str | None]) -> str | None:
     distinct = {v for v in values if v}
     return distinct.pop() if len(distinct) == 1 else None
@@ -390,6 +403,31 @@ def _number(value: Any) -> float | None:
 
 
 def _quantity(value: Any) -> int:
-    """Extended resources are whole numbers; anything unparsable counts as zero."""
-    number = _number(value)
-    return int(number) if number is not None and number > 0 else 0
+    """What a node offers, in whole units (quantity.count: bad values count as zero)."""
+    return count(value)
+
+
+def bad_quantities(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+                   ) -> list[str]:
+    """Resource values that are not quantities (counted as nothing), one line each, so the
+    operator can say why a node offers or a pod uses less than it shows."""
+    out = []
+    for obj in nodes:
+        for kind in ("allocatable", "capacity"):
+            for resource, value in _map(_map(obj.get("status")).get(kind)).items():
+                if not is_valid(value):
+                    out.append(f"node {_name(obj)}: status.{kind}[{resource}]={value!r} is not "
+                               "a quantity; counted as 0")
+    for obj in pods:
+        meta = _map(obj.get("metadata"))
+        spec = _map(obj.get("spec"))
+        for field_ in ("containers", "initContainers"):
+            for container in spec.get(field_) or ():
+                resources = _map(_map(container).get("resources"))
+                for kind in ("requests", "limits"):
+                    for resource, value in _map(resources.get(kind)).items():
+                        if not is_valid(value):
+                            out.append(f"pod {meta.get('namespace')}/{meta.get('name')}: "
+                                       f"{kind}[{resource}]={value!r} is not a quantity; "
+                                       "counted as 0")
+    return sorted(out)

@@ -56,6 +56,16 @@ KARPENTER_ACCELERATOR_NAME = "karpenter.k8s.aws/instance-accelerator-name"
 KARPENTER_CAPACITY_TYPE = "karpenter.sh/capacity-type"
 EKS_CAPACITY_TYPE = "eks.amazonaws.com/capacityType"
 
+# The labels a variant's product, type and topology are matched against (NodePool.labels).
+ACCELERATOR_LABELS: tuple[str, ...] = (
+    "nvidia.com/gpu.product",
+    "cloud.google.com/gke-accelerator",
+    "cloud.google.com/gke-tpu-accelerator",
+    "cloud.google.com/gke-tpu-topology",
+    "node.kubernetes.io/instance-type",
+    "karpenter.k8s.aws/instance-accelerator-name",
+)
+
 # Taints after which a node offers nothing to new replicas.
 UNHEALTHY_TAINTS: frozenset[str] = frozenset(
     {

@@ -31,6 +31,11 @@ class NodePool:
     resource: str
     max_accelerators: int | None = None
     price_known: bool = True
+    # node.kubernetes.io/instance-type when every node has the same (a variant's `type`)
+    instance_type: str | None = None
+    # the accelerator labels (product, type, topology) every node has with the same value:
+    # what pins a variant's pods to the nodes the engine matched it with
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)

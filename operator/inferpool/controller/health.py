@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferpool.cluster.quantity import pod_request
 from inferpool.k8s import labels as lbl
 
 BROKEN_REASONS = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull",
@@ -110,10 +111,15 @@ class HealthTracker:
 
     def observe(self, pods: Iterable[Mapping[str, Any]], ready_timeouts: Mapping[str, float],
                 now: float, wall: dt.datetime,
-                nodes: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                nodes: Mapping[str, Mapping[str, Any]] | None = None,
+                expected_to_bind: Collection[tuple[str, str, str]] = frozenset()) -> None:
         """Update verdicts from our pods. `ready_timeouts`: pool key -> readyTimeoutSeconds;
-        `nodes` (name -> view) lets pods on failed nodes be judged as the node's fault."""
+        `nodes` (name -> view) lets pods on failed nodes be judged as the node's fault;
+        `expected_to_bind`: placements whose new pods the last plan checked would bind
+        (controller/binding.py): one of them unschedulable means the scheduler sees less room
+        than the engine, and its node pool is capped at once, not after the stockout bound."""
         pending: dict[str, int] = {}
+        mismatched: dict[str, int] = {}
         scheduled_ok: set[str] = set()
         failing: dict[tuple[str, str], list[str]] = {}
         healthy_variants: set[tuple[str, str]] = set()
@@ -125,7 +131,9 @@ class HealthTracker:
             age = _age(pod, wall)
             scheduled = _condition(pod, "PodScheduled")
             if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-                if age >= self.stockout_seconds:
+                if (pool_key, variant[1], node_pool) in expected_to_bind:
+                    mismatched[node_pool] = mismatched.get(node_pool, 0) + 1
+                elif age >= self.stockout_seconds:
                     pending[node_pool] = pending.get(node_pool, 0) + 1
                 continue
             node_name = pod["spec"].get("nodeName")
@@ -143,21 +151,24 @@ class HealthTracker:
                 failing.setdefault(variant, []).append("NotReadyInTime")
             elif ready:
                 healthy_variants.add(variant)
-        for node_pool, count in pending.items():
+        verdicts = {p: f"{n} replica(s) unschedulable for over {self.stockout_seconds:.0f} s"
+                   for p, n in pending.items()}
+        verdicts.update({p: f"{n} replica(s) unschedulable where the plan had room for them"
+                        for p, n in mismatched.items()})
+        for node_pool, reason in sorted(verdicts.items()):
             if not self.stockouts.active(node_pool, now):
-                self.stockout_why[node_pool] = (
-                    f"{count} replica(s) unschedulable for over {self.stockout_seconds:.0f} s")
+                self.stockout_why[node_pool] = reason
                 self.stockout_since[node_pool] = wall
             self.stockouts.trip(node_pool, now)
-        for node_pool in scheduled_ok - set(pending):
+        for node_pool in scheduled_ok - set(verdicts):
             if not self.stockouts.active(node_pool, now):
                 self.stockouts.clear(node_pool)
                 self.stockout_since.pop(node_pool, None)
-        for variant, why in failing.items():
+        for variant, failures in failing.items():
             if variant in healthy_variants:
                 continue  # some replicas work: a bad node, not a bad variant
             if not self.broken.active(variant, now):
-                counts = {r: why.count(r) for r in sorted(set(why))}
+                counts = {r: failures.count(r) for r in sorted(set(failures))}
                 self.broken_why[variant] = ", ".join(f"{n} replica(s) {r}"
                                                      for r, n in counts.items())
             self.broken.trip(variant, now)
@@ -173,16 +184,12 @@ class HealthTracker:
 
 def accelerators_in_use(pods: Iterable[Mapping[str, Any]], node_pool: str) -> int:
     """Accelerators our scheduled pods use in a node pool: a stocked-out pool's usable cap."""
-    total = 0
-    for pod in ours(pods):
-        if pod["metadata"]["labels"].get(lbl.NODE_POOL) != node_pool or not pod["spec"].get(
-                "nodeName"):
-            continue
-        for container in pod["spec"].get("containers") or []:
-            for kind in ("limits", "requests"):
-                amounts = [int(str(v)) for k, v in (container.get("resources") or {}).get(
-                    kind, {}).items() if k in lbl.FAMILY_RESOURCE.values()]
-                if amounts:
-                    total += max(amounts)
-                    break
-    return total
+    return sum(pod_accelerators(pod) for pod in ours(pods)
+               if pod["metadata"]["labels"].get(lbl.NODE_POOL) == node_pool
+               and pod["spec"].get("nodeName"))
+
+
+def pod_accelerators(pod: Mapping[str, Any]) -> int:
+    """Accelerators of every family one pod requests (Kubernetes' effective request); a bad
+    quantity counts as none (cluster.quantity), it never fails a reconcile."""
+    return sum(pod_request(pod.get("spec"), resource) for resource in lbl.FAMILY_RESOURCE.values())

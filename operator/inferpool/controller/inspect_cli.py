@@ -212,14 +212,13 @@ def _snapshot(args: argparse.Namespace) -> int:
 def plan_report(doc: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """What the engine chooses for the cluster in `doc` and why, as plain data."""
     from inferpool.controller import planning
-    from inferpool.placement import place
 
     inputs = _inputs(doc, settings.allow_privileged_namespaces)
     health = planning.one_shot_health(inputs, settings, _captured_at(doc))
     demands = {p.key: planning.demand_from_status(p) for p in inputs.pools}
     call = planning.engine_call(inputs, {k: d.required_rps for k, d in demands.items()},
                                 settings, health.stocked_out, health.broken)
-    plan = place(call.snapshot, call.demands, call.current, call.options)
+    plan, _ = planning.bindable_plan(inputs, call, settings)
 
     pools_out = []
     for pool in inputs.pools:

@@ -28,6 +28,7 @@ from inferpool.controller.demand import DemandBook
 from inferpool.controller.health import (
     Backoff,
     HealthTracker,
+    pod_accelerators,
     pods_on_failed_nodes,
 )
 from inferpool.controller.metrics import OperatorMetrics
@@ -38,12 +39,14 @@ from inferpool.controller.translate import (
     ParsedPool,
     by_pool,
     make_before_break,
+    node_selector,
     unready,
+    workload,
 )
 from inferpool.k8s import deployments as dep
 from inferpool.k8s import events
 from inferpool.k8s import labels as lbl
-from inferpool.placement import PlacementKey, Plan, place
+from inferpool.placement import PlacementKey, Plan
 from inferpool.scaling.clock import SystemClock
 
 log = structlog.get_logger("inferpool.planner")
@@ -96,6 +99,9 @@ class Planner:
             stockouts=Backoff(initial=settings.retry_backoff_seconds),
             broken=Backoff(initial=settings.retry_backoff_seconds))
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
+        # placements whose new pods of the last plan all bind in the scheduler's view: a pod
+        # of one unschedulable is a wrong model, re-planned at once (health.py)
+        self.expected_to_bind: frozenset[PlacementKey] = frozenset()
         # pool key -> (reason, node pool) -> variant: failures that moved its replicas
         self.affected: dict[str, dict[tuple[str, str], str]] = {}
         self.last_report: Report | None = None
@@ -110,6 +116,7 @@ class Planner:
         self.skipped_writes = 0  # writes not made because leadership ran out meanwhile
         # Karpenter's Cluster.Synced(): are the caches true to a recent listing? (resync.py)
         self.synced: Callable[[float], Awaitable[bool]] | None = None
+        self._problems: frozenset[str] = frozenset()  # bad quantities already logged
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -167,6 +174,7 @@ class Planner:
         pools, invalid, snapshot, live = (cluster.pools, cluster.invalid, cluster.snapshot,
                                           cluster.live)
         report.invalid = len(invalid)
+        self._report_problems(cluster.problems)
         report.phases["snapshot"] = time.perf_counter() - t0
 
         # 2. demand
@@ -182,13 +190,15 @@ class Planner:
         t0 = time.perf_counter()
         now = time.monotonic()
         self.health.observe(pods, {p.key: float(p.model.spec.rollout.ready_timeout_seconds)
-                                   for p in pools}, now, now_wall, nodes)
+                                   for p in pools}, now, now_wall, nodes,
+                            self.expected_to_bind)
         stocked_out = self.health.stocked_out(now)
         broken = self.health.broken_variants(now)
         call = planning.engine_call(cluster, {k: d.required_rps for k, d in demands.items()},
                                     self.settings, stocked_out, broken)
-        plan = await asyncio.to_thread(place, call.snapshot, call.demands, call.current,
-                                       call.options)
+        plan, binding = await asyncio.to_thread(planning.bindable_plan, cluster, call,
+                                                self.settings)
+        self.expected_to_bind = binding.fitting
         report.plan = plan
         report.phases["engine"] = time.perf_counter() - t0
 
@@ -236,6 +246,13 @@ class Planner:
         self.reconciles += 1
         return report
 
+    def _report_problems(self, problems: Iterable[str]) -> None:
+        """Log each bad resource value once while it lasts (it is counted as nothing)."""
+        now = frozenset(problems)
+        for problem in sorted(now - self._problems):
+            log.warning("bad resource quantity", problem=problem)
+        self._problems = now
+
     # -- apply --------------------------------------------------------------------------------
 
     async def _apply(self, targets: Mapping[PlacementKey, int],
@@ -255,12 +272,8 @@ class Planner:
                 # held (make-before-break) until the new ones are Ready; nothing to rebuild.
                 continue
             variant = variants[key[1]]
-            workload = dep.Workload(
-                pool=pool.name, namespace=pool.namespace, owner_uid=pool.uid,
-                variant=variant.name, family=variant.accelerator.family.value,
-                accelerators=variant.accelerator.count, template=variant.template.to_dict(),
-                max_surge=pool.model.spec.rollout.max_surge)
-            body = dep.build(workload, key[2], snapshot.pool(key[2]).node_selector, replicas,
+            selector = node_selector(variant, snapshot.pool(key[2]))
+            body = dep.build(workload(pool, variant), key[2], selector, replicas,
                              self.settings.toleration_seconds)
             if existing is not None and self._in_sync(body, existing):
                 continue
@@ -530,7 +543,7 @@ def _in_use_by_pool(pods: Iterable[dict[str, Any]], nodes: Mapping[str, dict[str
     for pod in pods:
         node_name = pod["spec"].get("nodeName")
         if node_name and pod["status"].get("phase") not in ("Succeeded", "Failed"):
-            per_node[node_name] = per_node.get(node_name, 0) + _pod_accelerators(pod)
+            per_node[node_name] = per_node.get(node_name, 0) + pod_accelerators(pod)
     out: dict[str, int] = {}
     for ap in accelerator_pools:
         selector = (ap.get("spec") or {}).get("nodeSelector") or {}
@@ -540,13 +553,3 @@ def _in_use_by_pool(pods: Iterable[dict[str, Any]], nodes: Mapping[str, dict[str
                 (nodes[name]["metadata"].get("labels") or {}).get(k) == v
                 for k, v in selector.items()))
     return out
-
-
-def _pod_accelerators(pod: Mapping[str, Any]) -> int:
-    total = 0
-    for container in pod["spec"].get("containers") or []:
-        res = container.get("resources") or {}
-        for resource in lbl.FAMILY_RESOURCE.values():
-            amounts = [(res.get(kind) or {}).get(resource) for kind in ("limits", "requests")]
-            total += max((int(str(a)) for a in amounts if a is not None), default=0)
-    return total

@@ -1,7 +1,8 @@
 """Cluster views -> engine call, shared by the operator's planner and `inferpool plan` (pure).
 
 The planner feeds it kopf's live indexes; `inferpool plan` feeds it a fresh listing or a saved
-snapshot file. Both then call `placement.place()` with the same arguments, so what the command
+snapshot file. Both then call `bindable_plan` (`placement.place()`, re-planned until the
+scheduler could bind it) with the same arguments, so what the command
 prints is what the operator would apply to the same cluster (given the same demand and health
 verdicts, which are the two pieces of operator memory a snapshot cannot carry: see
 `demand_from_status` and `one_shot_health`).
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from inferpool.cluster import ClusterSnapshot, build_snapshot
+from inferpool.cluster.discovery import bad_quantities
+from inferpool.controller import binding
 from inferpool.controller.demand import scaling_settings
 from inferpool.controller.health import HealthTracker, accelerators_in_use
 from inferpool.controller.settings import Settings
@@ -24,11 +27,14 @@ from inferpool.controller.translate import (
     ParseCache,
     ParsedPool,
     live_deployment,
+    node_selector,
     parse_pools,
     to_demand,
+    workload,
 )
+from inferpool.k8s import deployments as dep
 from inferpool.k8s import labels as lbl
-from inferpool.placement import PlacementKey, PlacementOptions, PoolDemand
+from inferpool.placement import PlacementKey, PlacementOptions, Plan, PoolDemand, place
 
 # The slim views the operator keeps (controller/views.py), by kind; also a snapshot file's keys.
 VIEW_NAMES = ("nodes", "pods", "accelerator_pools", "inference_pools", "deployments")
@@ -45,6 +51,8 @@ class ClusterInputs:
     invalid: list[InvalidPool]
     snapshot: ClusterSnapshot
     live: dict[PlacementKey, LiveDeployment]
+    # resource values that are not quantities (counted as nothing), for the log
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,8 @@ def read_cluster(views: Mapping[str, Iterable[dict[str, Any]]],
                               accelerator_pools)
     live = {d.key: d for d in map(live_deployment, views.get("deployments", ()))
             if d is not None}
-    return ClusterInputs(nodes, pods, accelerator_pools, pools, invalid, snapshot, live)
+    return ClusterInputs(nodes, pods, accelerator_pools, pools, invalid, snapshot, live,
+                         tuple(bad_quantities(nodes.values(), pods)))
 
 
 def engine_call(inputs: ClusterInputs, required_rps: Mapping[str, float], settings: Settings,
@@ -91,6 +100,61 @@ def engine_call(inputs: ClusterInputs, required_rps: Mapping[str, float], settin
         excluded_variants=broken, max_moves=settings.max_moves_per_plan)
     demands = [to_demand(p, required_rps[p.key]) for p in inputs.pools]
     return EngineCall(inputs.snapshot, demands, current, options)
+
+
+MAX_REPLANS = 3  # re-plans with tighter node pool caps until the scheduler could bind the plan
+
+
+def bindable_plan(inputs: ClusterInputs, call: EngineCall, settings: Settings
+                  ) -> tuple[Plan, binding.Binding]:
+    """`place()`, then the scheduler's check of its new pods (controller/binding.py): while some
+    would find no node, re-plan with each such node pool capped at what really binds there
+    (our running replicas plus the new pods that fit). Caps only tighten, so this ends; the
+    last plan is returned with its check either way."""
+    view = binding.SchedulerView(inputs.nodes, inputs.pods, inputs.snapshot)
+    bound = binding.bound_pods(inputs.pods)
+    options = call.options
+    for attempt in range(MAX_REPLANS + 1):
+        plan = place(call.snapshot, call.demands, call.current, options)
+        shapes = pod_shapes(inputs, plan.replicas, bound, settings)
+        rooms = view.rooms(sorted({k[2] for k in shapes}))
+        in_use = {p: view.in_use(p) for p in rooms}
+        result = binding.check(plan.replicas, bound, shapes, rooms, in_use)
+        if result.binds or attempt == MAX_REPLANS:
+            break
+        limits = dict(options.pool_accelerator_limits)
+        for node_pool in sorted({k[2] for k in result.unbound}):
+            limits[node_pool] = min(limits.get(node_pool, result.room[node_pool]),
+                                    result.room[node_pool])
+        if limits == dict(options.pool_accelerator_limits):
+            break  # nothing tighter to try: the same plan again
+        options = replace(options, pool_accelerator_limits=limits)
+    return plan, result
+
+
+def pod_shapes(inputs: ClusterInputs, planned: Mapping[PlacementKey, int],
+               bound: Mapping[PlacementKey, int], settings: Settings
+               ) -> dict[PlacementKey, binding.PodShape]:
+    """The pod each placement with new replicas would create: the Deployment's own template
+    (requests, tolerations) as the planner would write it."""
+    pools = {p.key: p for p in inputs.pools}
+    names = {p.name for p in inputs.snapshot.pools}
+    out = {}
+    for key, n in planned.items():
+        pool = pools.get(key[0])
+        if n <= bound.get(key, 0) or pool is None or key[2] not in names:
+            continue
+        variant = next((v for v in pool.model.spec.variants if v.name == key[1]), None)
+        if variant is None:
+            continue
+        body = dep.build(workload(pool, variant), key[2],
+                         node_selector(variant, inputs.snapshot.pool(key[2])), 1,
+                         settings.toleration_seconds)
+        spec = body["spec"]["template"]["spec"]
+        out[key] = binding.PodShape(requests=binding.pod_requests(spec),
+                                    tolerations=tuple(spec.get("tolerations") or ()),
+                                    accelerators=variant.accelerator.count)
+    return out
 
 
 def pods_for_snapshot(pods: Iterable[dict[str, Any]], valid: set[str]) -> list[dict[str, Any]]:

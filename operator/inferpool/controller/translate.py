@@ -14,6 +14,9 @@ from pydantic import ValidationError
 
 from inferpool.api.inference_pool import InferencePool, Variant
 from inferpool.api.security import ALLOW_PRIVILEGED
+from inferpool.cluster import NodePool
+from inferpool.cluster import labels as clbl
+from inferpool.k8s import deployments as dep
 from inferpool.k8s import labels as lbl
 from inferpool.placement import PlacementKey, PoolDemand, VariantDemand
 
@@ -116,6 +119,49 @@ def engine_product(variant: Variant) -> str | None:
     return acc.type if acc.family.value == "tpu" else acc.product
 
 
+def engine_instance_type(variant: Variant) -> str | None:
+    """node.kubernetes.io/instance-type a variant needs: its `type`, except for TPU (where
+    `type` is the slice type, matched as the product)."""
+    acc = variant.accelerator
+    return acc.type if acc.family.value != "tpu" else None
+
+
+def node_selector(variant: Variant, node_pool: NodePool) -> dict[str, str]:
+    """The nodeSelector of a variant's Deployment in a node pool: the pool's own, plus the node
+    label of every field the variant says where it can run with (product, type, topology), so
+    the scheduler holds its pods to the nodes the engine matched it with. A label is pinned
+    only as every node of the pool carries it (NodePool.labels): the engine's match on the
+    pool already guarantees the rest."""
+    acc = variant.accelerator
+    wanted: dict[str, str | None] = {}
+    if acc.family.value == "tpu":
+        wanted[clbl.TPU_ACCELERATOR] = acc.type
+        wanted[clbl.TPU_TOPOLOGY] = acc.topology
+    else:
+        wanted[clbl.INSTANCE_TYPE] = acc.type
+        if acc.product is not None:
+            # the product as the pool's nodes label it (GKE names GPUs its own way)
+            for key in (clbl.NVIDIA_PRODUCT, clbl.KARPENTER_ACCELERATOR_NAME):
+                if node_pool.labels.get(key) == acc.product:
+                    wanted[key] = acc.product
+            raw = node_pool.labels.get(clbl.GKE_ACCELERATOR)
+            if raw is not None and clbl.GKE_GPU_PRODUCTS.get(raw, raw) == acc.product:
+                wanted[clbl.GKE_ACCELERATOR] = raw
+    selector = dict(node_pool.node_selector)
+    for key, value in wanted.items():
+        if value is not None and node_pool.labels.get(key) == value:
+            selector[key] = value
+    return selector
+
+
+def workload(pool: ParsedPool, variant: Variant) -> dep.Workload:
+    """What the Deployment builder needs from one variant of an InferencePool."""
+    return dep.Workload(
+        pool=pool.name, namespace=pool.namespace, owner_uid=pool.uid, variant=variant.name,
+        family=variant.accelerator.family.value, accelerators=variant.accelerator.count,
+        template=variant.template.to_dict(), max_surge=pool.model.spec.rollout.max_surge)
+
+
 def to_demand(pool: ParsedPool, required_rps: float) -> PoolDemand:
     spec = pool.model.spec
     return PoolDemand(
@@ -132,6 +178,7 @@ def to_demand(pool: ParsedPool, required_rps: float) -> PoolDemand:
                 name=v.name, family=v.accelerator.family.value, product=engine_product(v),
                 topology=v.accelerator.topology, accelerators=v.accelerator.count,
                 capacity_rps=v.capacity, cost_per_hour=v.cost_per_hour, preference=v.preference,
+                instance_type=engine_instance_type(v),
             )
             for v in spec.variants
         ),

@@ -12,6 +12,8 @@ from typing import Any
 from inferpool.k8s import labels as lbl
 
 ACCELERATOR_RESOURCES = tuple(lbl.FAMILY_RESOURCE.values())
+# what the scheduler compares besides accelerators (controller/binding.py)
+SCHEDULED_RESOURCES = (*ACCELERATOR_RESOURCES, "aws.amazon.com/neuroncore", "cpu", "memory")
 
 
 def key(body: Mapping[str, Any]) -> str:
@@ -29,11 +31,12 @@ def node_view(body: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
                      "deletionTimestamp": meta.get("deletionTimestamp")},
         "spec": {"unschedulable": bool(spec.get("unschedulable")),
-                 "taints": [{"key": t.get("key"), "effect": t.get("effect")}
+                 "taints": [{"key": t.get("key"), "value": t.get("value"),
+                             "effect": t.get("effect")}
                             for t in spec.get("taints") or []]},
         "status": {
             "allocatable": {k: v for k, v in (status.get("allocatable") or {}).items()
-                            if k in ACCELERATOR_RESOURCES or k == "aws.amazon.com/neuroncore"},
+                            if k in SCHEDULED_RESOURCES},
             "conditions": [{"type": c.get("type"), "status": c.get("status")}
                            for c in status.get("conditions") or [] if c.get("type") == "Ready"],
         },
@@ -55,7 +58,7 @@ def pod_view(body: Mapping[str, Any]) -> dict[str, Any]:
     def slim_container(c: Mapping[str, Any]) -> dict[str, Any]:
         res = c.get("resources") or {}
         return {"name": c.get("name"), "resources": {
-            kind: {k: v for k, v in (res.get(kind) or {}).items() if k in ACCELERATOR_RESOURCES}
+            kind: {k: v for k, v in (res.get(kind) or {}).items() if k in SCHEDULED_RESOURCES}
             for kind in ("limits", "requests")}}
 
     waiting = sorted({

@@ -26,6 +26,8 @@ class VariantDemand:
     capacity_rps: float
     cost_per_hour: float | None = None  # per replica; overrides accelerators x pool price
     preference: int = 0  # higher wins between options of (nearly) equal cost
+    # node.kubernetes.io/instance-type the replicas need (nvidia, neuron `type`); None: any
+    instance_type: str | None = None
 
 
 @dataclass(frozen=True)

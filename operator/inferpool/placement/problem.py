@@ -186,7 +186,7 @@ def compile_problem(
         tuple(demands),
         tuple(
             (npc.pool.name, npc.pool.family, npc.pool.product, npc.pool.topology,
-             npc.pool.price_per_accelerator_hour, npc.limit, alloc)
+             npc.pool.instance_type, npc.pool.price_per_accelerator_hour, npc.limit, alloc)
             for npc, alloc in zip(node_pools, max_alloc, strict=True)
         ),
         options.excluded_variants,
@@ -258,16 +258,18 @@ def _build_structure(
     by_family: dict[str, list[NodePoolCapacity]] = defaultdict(list)
     for npc in node_pools:
         by_family[npc.pool.family].append(npc)
-    matches: dict[tuple[str, str | None, str | None, int], _Match] = {}
+    matches: dict[tuple[str, str | None, str | None, str | None, int], _Match] = {}
 
     def match(variant: VariantDemand, k: int) -> _Match:
-        shape = (variant.family, variant.product, variant.topology, k)
+        shape = (variant.family, variant.product, variant.topology, variant.instance_type, k)
         found = matches.get(shape)
         if found is None:
             fits = [
                 npc for npc in by_family.get(variant.family, ())
                 if (not variant.product or variant.product == npc.pool.product)
                 and (not variant.topology or variant.topology == npc.pool.topology)
+                and (not variant.instance_type
+                     or variant.instance_type == npc.pool.instance_type)
                 and max_alloc[npc.index] >= k
             ]
             classes: dict[int, list[int]] = defaultdict(list)
@@ -323,14 +325,16 @@ def _build_structure(
 
 
 def capacity_classes(node_pools: Sequence[NodePoolCapacity]) -> list[int]:
-    """Node pools that are interchangeable for every variant: same family, product, topology
-    and price, and no per-pool accelerator limit (a limited pool is a class of its own)."""
+    """Node pools that are interchangeable for every variant: same family, product, topology,
+    instance type and price, and no per-pool accelerator limit (a limited pool is a class of
+    its own)."""
     index: dict[tuple[object, ...], int] = {}
     result = []
     for npc in node_pools:
         pool = npc.pool
         key: tuple[object, ...] = (
-            pool.family, pool.product, pool.topology, pool.price_per_accelerator_hour
+            pool.family, pool.product, pool.topology, pool.instance_type,
+            pool.price_per_accelerator_hour,
         )
         if npc.limit is not None:
             key = ("limited", npc.index)
@@ -368,6 +372,7 @@ def _pool_info(index: int, demand: PoolDemand) -> PoolInfo:
 
 
 def _why_unmatched(variant: VariantDemand, k: int) -> str:
-    what = "/".join(x for x in (variant.family, variant.product, variant.topology) if x)
+    what = "/".join(x for x in (variant.family, variant.product, variant.instance_type,
+                                variant.topology) if x)
     return f"variant {variant.name}: no node pool of {what} with {k} accelerators on one node"
 

@@ -125,17 +125,28 @@ def _replace(api: client.CoreV1Api, name: str, annotations: dict[str, str | None
 
 
 STOCKOUT_TAINT = {"key": "sandbox.inferpool.dev/stockout", "value": "true",
-                  "effect": "NoSchedule"}
+                  "effect": "NoSchedule"}  # older sandboxes' stockout; recover removes it
+STOCKOUT_ANNOTATION = "sandbox.inferpool.dev/stockout"
 
 
 def stockout(state: SandboxState, names: list[str]) -> None:
-    """New pods no longer fit, though the nodes look healthy and free (a taint no workload
-    tolerates): what the operator sees when a pool's capacity is not really there."""
+    """New pods no longer fit, though the nodes look healthy and free: what the operator sees
+    when a pool's capacity is not really there. The nodes' allocatable pod count drops to 0,
+    which the scheduler enforces and the operator does not model (it checks accelerators, CPU,
+    memory and taints, so a taint would no longer simulate an unseen stockout)."""
     api = core_api(state)
     for name in names:
-        taints = [t.to_dict() for t in api.read_node(name).spec.taints or []]
-        if not any(t["key"] == STOCKOUT_TAINT["key"] for t in taints):
-            _patch(api, name, {"spec": {"taints": [*_clean(taints), STOCKOUT_TAINT]}})
+        _patch(api, name, {"metadata": {"annotations": {STOCKOUT_ANNOTATION: "true"}}})
+        _patch_status(api, name, {"status": {"allocatable": {"pods": "0"}}})
+
+
+def _patch_status(api: client.CoreV1Api, name: str, body: dict[str, Any]) -> None:
+    try:
+        api.patch_node_status(name, body)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise SandboxError(f"no node {name!r} in the sandbox") from exc
+        raise
 
 
 def _clean(taints: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -185,6 +196,11 @@ def recover(state: SandboxState, names: list[str]) -> None:
         if any(t["key"] == STOCKOUT_TAINT["key"] for t in taints):
             _patch(api, name, {"spec": {"taints": _clean(
                 [t for t in taints if t["key"] != STOCKOUT_TAINT["key"]])}})
+        if (node.metadata.annotations or {}).get(STOCKOUT_ANNOTATION) == "true" \
+                and name in by_name:
+            pods = str(by_name[name][0].pods)
+            _patch_status(api, name, {"status": {"allocatable": {"pods": pods}}})
+            _patch(api, name, {"metadata": {"annotations": {STOCKOUT_ANNOTATION: None}}})
         if (node.metadata.annotations or {}).get(FAILED_ANNOTATION) == "true":
             _replace(api, name, {pool_desc.KWOK_ANNOTATION: "fake", FAILED_ANNOTATION: None})
 

@@ -297,6 +297,7 @@ class SimCluster:
         if self._snapshot is None or self._snapshot[0] != self.version:
             pools = tuple(
                 NodePool(name=p.name, family=p.family, product=p.product, topology=p.topology,
+                         instance_type=p.instance_type,
                          price_per_accelerator_hour=self.prices[p.name],
                          capacity_type=p.capacity_type,
                          node_selector=MappingProxyType({lbl.NODE_POOL: p.name}),

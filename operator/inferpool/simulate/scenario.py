@@ -121,6 +121,9 @@ class NodePoolSpec(Strict):
     """GPU product (NVIDIA-H100-80GB-HBM3), TPU accelerator type (tpu-v6e-slice) or Neuron
     accelerator name (trainium2, inferentia2), as the variants name it."""
     topology: Annotated[StrictStr, Field(pattern=TOPOLOGY)] | None = None
+    instance_type: Annotated[StrictStr, Field(min_length=1, max_length=63)] | None = None
+    """node.kubernetes.io/instance-type of the nodes (trn2.48xlarge): what an nvidia or
+    neuron variant's `type` is matched against."""
     nodes: Annotated[StrictInt, Field(ge=1, le=10_000)]
     accelerators_per_node: Annotated[StrictInt, Field(ge=1, le=64)]
     price_per_accelerator_hour: Annotated[Float, Field(ge=0, le=1000, allow_inf_nan=False)]
@@ -415,8 +418,9 @@ def replica_accelerators(acc: AcceleratorSpec) -> int:
 
 
 def pool_matches(pool: NodePoolSpec, variant: VariantSpec) -> bool:
-    """The engine's matching rules: family, product (TPU: type) and topology when the
-    variant names them, and one replica's accelerators fit on one node."""
+    """The engine's matching rules: family, product (TPU: type), instance type (nvidia and
+    neuron: type) and topology when the variant names them, and one replica's accelerators
+    fit on one node."""
     acc = variant.accelerator
     product = engine_product(acc)
     if acc.family != pool.family:
@@ -424,6 +428,8 @@ def pool_matches(pool: NodePoolSpec, variant: VariantSpec) -> bool:
     if product and product != pool.product:
         return False
     if acc.topology and acc.topology != pool.topology:
+        return False
+    if acc.family != "tpu" and acc.type and acc.type != pool.instance_type:
         return False
     return replica_accelerators(acc) <= pool.accelerators_per_node
 
