@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from inferpool.controller import views
 from inferpool.controller.planner import INDEX_NAMES, Planner
+from inferpool.k8s import deployments as dep
 from inferpool.k8s import labels as lbl
 from inferpool.k8s.listing import object_keys
 
@@ -38,7 +39,6 @@ RESOURCES: dict[str, tuple[tuple[str, ...], View]] = {
     "deployments": (("apps", "v1", "deployments"), views.deployment_view),
 }
 assert tuple(RESOURCES) == INDEX_NAMES
-MANAGED = f"{lbl.MANAGED_BY}={lbl.MANAGER}"  # the only Deployments watched
 
 
 class Attachable(Protocol):
@@ -107,9 +107,9 @@ def lister(planner: Planner, namespaces: tuple[str, ...]) -> ListKeys:
             return (object_keys(core.list_namespaced_pod, ns) if ns
                     else object_keys(core.list_pod_for_all_namespaces))
         if name == "deployments":
-            return (object_keys(apps.list_namespaced_deployment, ns, label_selector=MANAGED)
-                    if ns else object_keys(apps.list_deployment_for_all_namespaces,
-                                           label_selector=MANAGED))
+            # all of them: ours are told by their owner reference, which no label selects
+            return (object_keys(apps.list_namespaced_deployment, ns) if ns
+                    else object_keys(apps.list_deployment_for_all_namespaces))
         group, version, plural = RESOURCES[name][0]
         return (object_keys(custom.list_namespaced_custom_object, group, version, ns, plural)
                 if ns else object_keys(custom.list_cluster_custom_object, group, version, plural))
@@ -126,29 +126,39 @@ def lister(planner: Planner, namespaces: tuple[str, ...]) -> ListKeys:
     return list_keys
 
 
+def observe(caches: Caches, planner: Attachable, name: str, event: Mapping[str, Any],
+            body: Mapping[str, Any]) -> None:
+    """One watch event of resource `name`: keep its view (or drop it), wake the planner if
+    something it reads changed."""
+    key = views.key(body)
+    caches.saw(name, key)
+    cache = caches.views[name]
+    if event.get("type") == "DELETED":
+        if cache.pop(key, None) is not None:
+            planner.wake(f"{name} deleted")
+        return
+    if name == "pods" and not views.wants_accelerators(body.get("spec") or {}):
+        return  # seen (for `fill`), but other pods take no accelerators
+    if name == "deployments" and not dep.is_owned(body):
+        # not (or no longer) ours: with a label filter a stale copy would stay here, and a
+        # Deployment deleted after its label was removed would never be recreated
+        if cache.pop(key, None) is not None:
+            planner.wake("deployments disowned")
+        return
+    slim = RESOURCES[name][1](body)
+    if cache.get(key) != slim:  # a heartbeat that changes nothing we read: no wake-up
+        cache[key] = slim
+        planner.wake(f"{name} changed")
+
+
 def register(registry: kopf.OperatorRegistry, planner: Planner, caches: Caches) -> None:
     """One event handler per watched resource: keep the view, wake the planner on a change."""
-    for name, (resource, view) in RESOURCES.items():
-        filters: dict[str, Any] = {}
-        if name == "deployments":
-            filters["labels"] = {lbl.MANAGED_BY: lbl.MANAGER}
+    for name, (resource, _view) in RESOURCES.items():
 
         # async: kopf runs plain functions in its thread pool, a hop per watch event (thousands
         # at start-up), and the planner's asyncio events must be set from the loop's thread
         async def on_event(event: Mapping[str, Any], body: Mapping[str, Any], *,
-                           _name: str = name, _view: View = view, **_: Any) -> None:
-            key = views.key(body)
-            caches.saw(_name, key)
-            cache = caches.views[_name]
-            if event.get("type") == "DELETED":
-                if cache.pop(key, None) is not None:
-                    planner.wake(f"{_name} deleted")
-                return
-            if _name == "pods" and not views.wants_accelerators(body.get("spec") or {}):
-                return  # seen (for `fill`), but other pods take no accelerators
-            slim = _view(body)
-            if cache.get(key) != slim:  # a heartbeat that changes nothing we read: no wake-up
-                cache[key] = slim
-                planner.wake(f"{_name} changed")
+                           _name: str = name, **_: Any) -> None:
+            observe(caches, planner, _name, event, body)
 
-        kopf.on.event(*resource, id=f"{name}-event", registry=registry, **filters)(on_event)
+        kopf.on.event(*resource, id=f"{name}-event", registry=registry)(on_event)

@@ -39,6 +39,7 @@ from inferpool.controller.translate import (
     by_pool,
     make_before_break,
     unready,
+    write_needed,
 )
 from inferpool.k8s import deployments as dep
 from inferpool.k8s import events
@@ -85,9 +86,9 @@ class Planner:
         self.demand = DemandBook(self.clock, settings.prometheus_url, self._read_secret,
                                  settings.prometheus_allowed_urls)
         self.rebalance_started: dict[str, float] = {}
-        # (namespace, name) -> resourceVersion right after our own write: a live object still at
-        # that version is ours as written, even where the API server normalised a value.
-        self.written_rv: dict[tuple[str, str], str] = {}
+        # (namespace, name) -> metadata.generation right after our own write: a spec still at
+        # that generation is ours as written (translate.write_needed).
+        self.written_generation: dict[tuple[str, str], int] = {}
         self.deduper = events.EventDeduper()
         self.health = HealthTracker(
             stockout_seconds=settings.stockout_seconds, broken_seconds=settings.broken_seconds,
@@ -246,36 +247,48 @@ class Planner:
                 max_surge=pool.model.spec.rollout.max_surge)
             body = dep.build(workload, key[2], snapshot.pool(key[2]).node_selector, replicas,
                              self.settings.toleration_seconds)
-            if existing is not None and self._in_sync(body, existing):
+            if existing is None:
+                jobs.append(partial(self._write, body, None))
                 continue
-            jobs.append(partial(self._server_side_apply, body))
+            action = write_needed(body, existing, self.written_generation.get(
+                (existing.namespace, existing.name)))
+            if action is not None:
+                jobs.append(partial(self._write, body,
+                                    existing.body if action == "replace" else None))
         results = await _run_all(jobs, self._writer)
         return sum(results)
 
-    def _in_sync(self, desired: Mapping[str, Any], live: LiveDeployment) -> bool:
-        if dep.matches(desired, live.body):
-            return True
-        rv = (live.body.get("metadata") or {}).get("resourceVersion")
-        return self.written_rv.get((live.namespace, live.name)) == rv and rv is not None
-
-    def _server_side_apply(self, body: dict[str, Any]) -> bool:
+    def _write(self, body: dict[str, Any], replacing: Mapping[str, Any] | None) -> bool:
+        """Server-side apply `body`; or, with `replacing` (the live object), replace it whole so
+        that fields another manager added go too."""
         meta = body["metadata"]
         try:
-            # plain JSON: only the resourceVersion is read, and building the client's model
+            # plain JSON: only the generation is read, and building the client's model
             # objects for every applied Deployment costs more CPU than the request itself
-            result = self.apps.patch_namespaced_deployment(
-                meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
-                force=True, _content_type="application/apply-patch+yaml",
-                _preload_content=False)
-            applied = json.loads(result.data)
+            if replacing is None:
+                result = self.apps.patch_namespaced_deployment(
+                    meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
+                    force=True, _content_type="application/apply-patch+yaml",
+                    _preload_content=False)
+            else:
+                result = self.apps.replace_namespaced_deployment(
+                    meta["name"], meta["namespace"], dep.replacement(body, replacing),
+                    field_manager=lbl.FIELD_MANAGER, _preload_content=False)
+            written = json.loads(result.data)
         except ApiException as exc:
-            log.warning("apply failed", deployment=f"{meta['namespace']}/{meta['name']}",
+            log.warning("apply failed" if replacing is None else "replace failed",
+                        deployment=f"{meta['namespace']}/{meta['name']}",
                         status=exc.status, reason=exc.reason)
             return False
-        self.written_rv[(meta["namespace"], meta["name"])] = applied["metadata"].get(
-            "resourceVersion")
-        log.info("applied deployment", deployment=f"{meta['namespace']}/{meta['name']}",
-                 replicas=body["spec"]["replicas"])
+        self.written_generation[(meta["namespace"], meta["name"])] = int(
+            written["metadata"].get("generation") or 0)
+        if replacing is None:
+            log.info("applied deployment", deployment=f"{meta['namespace']}/{meta['name']}",
+                     replicas=body["spec"]["replicas"])
+        else:
+            log.warning("replaced deployment: fields set by hand put back",
+                        deployment=f"{meta['namespace']}/{meta['name']}",
+                        fields=list(replacing.get("foreignFields") or ())[:10])
         return True
 
     def _delete(self, d: LiveDeployment) -> bool:
@@ -287,7 +300,7 @@ class Planner:
                 log.warning("delete failed", deployment=f"{d.namespace}/{d.name}",
                             status=exc.status)
             return False
-        self.written_rv.pop((d.namespace, d.name), None)
+        self.written_generation.pop((d.namespace, d.name), None)
         return True
 
     async def _replace_pods_on_failed_nodes(self, pods: list[dict[str, Any]],

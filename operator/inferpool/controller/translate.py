@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
 from inferpool.api.inference_pool import InferencePool, Variant
 from inferpool.api.security import ALLOW_PRIVILEGED
+from inferpool.k8s import deployments as dep
 from inferpool.k8s import labels as lbl
 from inferpool.placement import PlacementKey, PoolDemand, VariantDemand
 
@@ -148,11 +149,15 @@ class LiveDeployment:
     replicas: int  # spec.replicas
     ready: int  # status.readyReplicas
     body: Mapping[str, Any]
+    foreign: tuple[str, ...] = ()  # spec fields another manager set (k8s/deployments.py)
+    generation: int = 0  # metadata.generation: changes with the spec only
 
 
 def live_deployment(body: Mapping[str, Any]) -> LiveDeployment | None:
     meta = body.get("metadata") or {}
-    labels = meta.get("labels") or {}
+    # the selector is immutable: labels on the object may have been edited away
+    labels = {**(meta.get("labels") or {}),
+              **(((body.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})}
     pool, variant, node_pool = (labels.get(lbl.POOL), labels.get(lbl.VARIANT),
                                 labels.get(lbl.NODE_POOL))
     if not (pool and variant and node_pool):
@@ -162,7 +167,27 @@ def live_deployment(body: Mapping[str, Any]) -> LiveDeployment | None:
         key=(f"{namespace}/{pool}", variant, node_pool), name=str(meta.get("name", "")),
         namespace=namespace, replicas=int((body.get("spec") or {}).get("replicas") or 0),
         ready=int((body.get("status") or {}).get("readyReplicas") or 0), body=body,
+        foreign=tuple(body.get("foreignFields") or ()),
+        generation=int(meta.get("generation") or 0),
     )
+
+
+def write_needed(desired: Mapping[str, Any], live: LiveDeployment,
+                 written_generation: int | None) -> Literal["apply", "replace"] | None:
+    """How to bring a live Deployment back to `desired`: nothing; a server-side apply (a field
+    we set differs); or a replace, when another manager set spec fields we do not (an apply
+    never removes those). The operator owns the whole pod template.
+
+    `written_generation`: metadata.generation right after our own last write. A spec still at
+    it is ours as the server stored it, even where it normalised a value or another manager
+    co-owns a field with the value we wrote (no write loop)."""
+    as_written = bool(live.generation) and written_generation == live.generation
+    meta_ok = dep.matches(desired["metadata"], live.body.get("metadata") or {})
+    spec_ok = as_written or (dep.matches(desired["spec"], live.body.get("spec") or {})
+                             and not live.foreign)
+    if meta_ok and spec_ok:
+        return None
+    return "replace" if live.foreign and not as_written else "apply"
 
 
 @dataclass
