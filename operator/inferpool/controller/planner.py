@@ -28,17 +28,23 @@ from inferpool.controller.demand import DemandBook
 from inferpool.controller.health import (
     Backoff,
     HealthTracker,
+    dead_node_pools,
+    disrupted_zones,
+    frozen_node_pools,
     pods_on_failed_nodes,
+    serving_node_pools,
+    unknown_nodes,
 )
 from inferpool.controller.metrics import OperatorMetrics
 from inferpool.controller.settings import Settings
 from inferpool.controller.translate import (
     LiveDeployment,
+    MoveClock,
     ParseCache,
     ParsedPool,
     by_pool,
     make_before_break,
-    unready,
+    time_moves,
     write_needed,
 )
 from inferpool.k8s import deployments as dep
@@ -85,7 +91,8 @@ class Planner:
         self.clock = SystemClock()
         self.demand = DemandBook(self.clock, settings.prometheus_url, self._read_secret,
                                  settings.prometheus_allowed_urls)
-        self.rebalance_started: dict[str, float] = {}
+        self.moves: MoveClock = {}  # make-before-break timers (translate.time_moves)
+        self.disrupted: frozenset[str] = frozenset()  # zones last seen in a zone-scale failure
         # (namespace, name) -> metadata.generation right after our own write: a spec still at
         # that generation is ours as written (translate.write_needed).
         self.written_generation: dict[tuple[str, str], int] = {}
@@ -190,17 +197,17 @@ class Planner:
 
         # 4. apply
         t0 = time.perf_counter()
-        dead = _dead_node_pools(snapshot, live)
+        # A zone-scale failure: nodes of unknown health; nothing of ours on them is deleted.
+        unknown = unknown_nodes(nodes, self.settings.unhealthy_zone_threshold)
+        self._warn_disruption(nodes, unknown)
+        frozen = frozen_node_pools(snapshot, pods, unknown)
+        dead = dead_node_pools(snapshot, {k[2] for k in live},
+                               serving_node_pools(pods, nodes)) - frozen
         # Replicas that serve nothing never hold old ones back (make-before-break).
         no_hold = dead | frozenset(stocked_out)
-        starting = unready(plan.replicas, live)
-        for key in list(self.rebalance_started):
-            if key not in starting:
-                del self.rebalance_started[key]
-        for key in starting:
-            self.rebalance_started.setdefault(key, now)
-        gate = make_before_break(plan.replicas, live, by_key, self.rebalance_started, now,
-                                 no_hold, broken)
+        started = time_moves(self.moves, plan.replicas, live, now)
+        gate = make_before_break(plan.replicas, live, by_key, started, now, no_hold, broken,
+                                 frozen)
         report.writes += await self._apply(gate.targets, live, by_key, snapshot)
         report.writes += await self._replace_pods_on_failed_nodes(pods, nodes, now)
         report.phases["apply"] = time.perf_counter() - t0
@@ -311,11 +318,27 @@ class Planner:
         if not self.settings.replace_pods_on_failed_nodes:
             return 0
         self.replaced = {k: t for k, t in self.replaced.items() if now - t < 60}
-        todo = [k for k in pods_on_failed_nodes(pods, nodes) if k not in self.replaced]
+        todo = [k for k in pods_on_failed_nodes(pods, nodes,
+                                                self.settings.unhealthy_zone_threshold)
+                if k not in self.replaced]
         for key in todo:
             self.replaced[key] = now
         return sum(await _run_all([partial(self._delete_pod, ns, name) for ns, name in todo],
                                   self._writer))
+
+    def _warn_disruption(self, nodes: Mapping[str, dict[str, Any]],
+                         unknown: frozenset[str]) -> None:
+        zones = disrupted_zones(nodes, self.settings.unhealthy_zone_threshold) if unknown \
+            else frozenset()
+        if zones != self.disrupted:
+            if zones:
+                log.warning("zone-scale failure: our pods on its unhealthy nodes are neither "
+                            "replaced nor scaled down until they recover",
+                            zones=sorted(zones), unhealthy_nodes=len(unknown),
+                            nodes=len(nodes))
+            else:
+                log.info("zone-scale failure over", zones=sorted(self.disrupted))
+            self.disrupted = zones
 
     def _delete_pod(self, namespace: str, name: str) -> bool:
         try:
@@ -482,15 +505,6 @@ def _ready_capacity(pool: ParsedPool, live: Mapping[PlacementKey, LiveDeployment
     """`live`: the pool's own Deployments (others are ignored)."""
     capacity = {v.name: v.capacity for v in pool.model.spec.variants}
     return sum(d.ready * capacity.get(k[1], 0.0) for k, d in live.items() if k[0] == pool.key)
-
-
-def _dead_node_pools(snapshot: ClusterSnapshot, live: Mapping[PlacementKey, LiveDeployment]
-                     ) -> frozenset[str]:
-    names = {p.name for p in snapshot.pools}
-    dead = {k[2] for k in live if k[2] not in names}
-    dead |= {p.name for p in snapshot.pools
-             if not any(n.ready and n.schedulable for n in snapshot.nodes_of(p.name))}
-    return frozenset(dead)
 
 
 def _in_use_by_pool(pods: Iterable[dict[str, Any]], nodes: Mapping[str, dict[str, Any]],
