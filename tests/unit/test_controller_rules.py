@@ -301,3 +301,24 @@ def test_pods_on_a_failed_node_do_not_make_the_variant_broken() -> None:
     assert tracker.broken_variants(0.0) == frozenset()
     tracker.observe(unready, {"ns/chat": 50.0}, now=0.0, wall=NOW, nodes={"n1": node("n1")})
     assert tracker.broken_variants(0.0) == {("ns/chat", "v6e")}
+
+
+def test_a_vanished_node_pool_name_is_dead_only_when_nothing_of_it_serves() -> None:
+    from inferpool.cluster import build_snapshot
+
+    views = {"n1": {**node("n1"), "status": {"allocatable": {"google.com/tpu": "8"},
+                                             "conditions": [{"type": "Ready",
+                                                             "status": "True"}]}}}
+    views["n1"]["metadata"]["labels"] = {"inferpool.dev/node-pool": "renamed"}
+    snapshot = build_snapshot(views.values())
+    serving = [pod("a", node="n1", node_pool="old")]
+    assert dead_node_pools(snapshot, {"old"}, serving_node_pools(serving, views)) == set()
+    # not Ready, or Ready on a failed node: nothing serves under the old name
+    for pods, nodes in (([pod("a", node="n1", node_pool="old", ready=False)], views),
+                        (serving, {"n1": node("n1", ready=False)})):
+        assert dead_node_pools(snapshot, {"old"}, serving_node_pools(pods, nodes)) == {"old"}
+    # a pool whose nodes are all cordoned still serves from its running pods
+    cordoned = build_snapshot([{**views["n1"], "spec": {"unschedulable": True, "taints": []}}])
+    here = [pod("a", node="n1", node_pool="renamed")]
+    assert dead_node_pools(cordoned, {"renamed"}, serving_node_pools(here, views)) == set()
+    assert dead_node_pools(cordoned, {"renamed"}, frozenset()) == {"renamed"}

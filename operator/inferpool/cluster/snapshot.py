@@ -31,6 +31,9 @@ class NodePool:
     resource: str
     max_accelerators: int | None = None
     price_known: bool = True
+    # the AcceleratorPool that declares it; its name is usually the pool's, but a pool keeps
+    # the name its replicas run under when an AcceleratorPool adopts its nodes
+    accelerator_pool: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
