@@ -210,6 +210,8 @@ def test_pods_are_not_replaced_when_most_of_a_zone_goes_not_ready_at_once() -> N
     pods = [pod(f"p{i}", node=f"n{i}") for i in range(10)]
     assert pods_on_failed_nodes(pods, nodes) == []
     assert disrupted_zones(nodes) == {""}
+    # nor those of a node gone meanwhile (its zone is unknown)
+    assert pods_on_failed_nodes([*pods, pod("g", node="gone")], nodes) == []
     # with the threshold raised above 60 %, or with only 5 of 10 down, they are replaced
     assert len(pods_on_failed_nodes(pods, nodes, unhealthy_zone_threshold=0.7)) == 6
     nodes["n5"] = node("n5")

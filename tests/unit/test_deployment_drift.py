@@ -80,7 +80,10 @@ def test_drift_outside_the_fields_we_set_is_replaced_not_kept() -> None:
         assert dep.matches(DESIRED["spec"], drifted.body["spec"])
         assert write_needed(DESIRED, drifted, None) == "replace"
         # once we wrote this generation ourselves it is what the server made of our spec
-        assert write_needed(DESIRED, drifted, 3) is None
+        assert write_needed(DESIRED, drifted, (3, dep.digest(DESIRED))) is None
+        # ... as long as we still want what we wrote then
+        moved = dep.build(WORKLOAD, "h100", {"inferpool.dev/node-pool": "h100", "x": "y"}, 2)
+        assert write_needed(moved, drifted, (3, dep.digest(DESIRED))) == "replace"
     # a field we set edited by hand: an apply takes it back
     scaled = live_deployment(views.deployment_view(live_body()))
     assert scaled is not None
@@ -94,12 +97,25 @@ def test_a_removed_label_is_put_back_and_the_replacement_keeps_annotations() -> 
     body["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "4"}
     found = live_deployment(views.deployment_view(body))
     assert found is not None
-    assert write_needed(DESIRED, found, 3) == "apply"  # even at our own generation
+    assert write_needed(DESIRED, found, (3, dep.digest(DESIRED))) == "apply"  # even as written
     put = dep.replacement(DESIRED, body)
     assert put["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "inferpool"
-    assert put["metadata"]["annotations"] == {"deployment.kubernetes.io/revision": "4"}
+    assert put["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
     assert put["metadata"]["resourceVersion"] == "7"
     assert "hostNetwork" not in put["spec"]["template"]["spec"]
+
+
+def test_a_field_we_stopped_setting_is_a_difference() -> None:
+    """A node selector label dropped (a node pool adopted by an AcceleratorPool with a shorter
+    selector): every field still desired matches, the digest annotation does not."""
+    wider = dep.build(WORKLOAD, "h100", {"inferpool.dev/node-pool": "h100",
+                                         "karpenter.sh/capacity-type": "on-demand"}, 2)
+    found = live_deployment(views.deployment_view({**wider, "metadata": {
+        **wider["metadata"], "generation": 3, "managedFields": managed()}}))
+    assert found is not None
+    assert dep.matches(DESIRED["spec"], found.body["spec"])
+    assert write_needed(DESIRED, found, None) == "apply"
+    assert write_needed(wider, found, None) is None
 
 
 def test_ours_is_told_by_the_owner_reference_not_by_labels() -> None:
@@ -107,7 +123,8 @@ def test_ours_is_told_by_the_owner_reference_not_by_labels() -> None:
     body["metadata"]["labels"] = {}  # every label removed by hand
     assert dep.is_owned(body)
     found = live_deployment(body)  # the key comes from the immutable selector
-    assert found is not None and found.key == ("ns/chat", "h100", "h100")
+    assert found is not None
+    assert found.key == ("ns/chat", "h100", "h100")
     foreign = copy.deepcopy(body)
     foreign["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                                                "name": "x", "uid": "u", "controller": True}]

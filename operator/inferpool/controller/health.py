@@ -107,12 +107,15 @@ def pods_on_failed_nodes(pods: Iterable[Mapping[str, Any]],
                          unhealthy_zone_threshold: float = DEFAULT_UNHEALTHY_ZONE_THRESHOLD
                          ) -> list[tuple[str, str]]:
     """(namespace, name) of our pods bound to a node that is not Ready or no longer exists,
-    except on nodes of a zone-scale failure (`disrupted_zones`): those may well be serving."""
+    except on nodes of a zone-scale failure (`disrupted_zones`): those may well be serving.
+    During one, pods of missing nodes wait too (their zone is unknown; the pod garbage
+    collector removes them if the nodes stay gone)."""
     unknown = unknown_nodes(nodes, unhealthy_zone_threshold)
     return sorted(
         (str(p["metadata"]["namespace"]), str(p["metadata"]["name"]))
         for p in ours(pods)
         if p["spec"].get("nodeName") and p["spec"]["nodeName"] not in unknown
+        and not (unknown and p["spec"]["nodeName"] not in nodes)
         and not node_is_healthy(nodes.get(p["spec"]["nodeName"])))
 
 

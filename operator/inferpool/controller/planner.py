@@ -93,9 +93,9 @@ class Planner:
                                  settings.prometheus_allowed_urls)
         self.moves: MoveClock = {}  # make-before-break timers (translate.time_moves)
         self.disrupted: frozenset[str] = frozenset()  # zones last seen in a zone-scale failure
-        # (namespace, name) -> metadata.generation right after our own write: a spec still at
-        # that generation is ours as written (translate.write_needed).
-        self.written_generation: dict[tuple[str, str], int] = {}
+        # (namespace, name) -> (metadata.generation right after our own write, digest of what
+        # we wrote): a spec still at it is ours as written (translate.write_needed).
+        self.written: dict[tuple[str, str], tuple[int, str]] = {}
         self.deduper = events.EventDeduper()
         self.health = HealthTracker(
             stockout_seconds=settings.stockout_seconds, broken_seconds=settings.broken_seconds,
@@ -257,7 +257,7 @@ class Planner:
             if existing is None:
                 jobs.append(partial(self._write, body, None))
                 continue
-            action = write_needed(body, existing, self.written_generation.get(
+            action = write_needed(body, existing, self.written.get(
                 (existing.namespace, existing.name)))
             if action is not None:
                 jobs.append(partial(self._write, body,
@@ -287,8 +287,8 @@ class Planner:
                         deployment=f"{meta['namespace']}/{meta['name']}",
                         status=exc.status, reason=exc.reason)
             return False
-        self.written_generation[(meta["namespace"], meta["name"])] = int(
-            written["metadata"].get("generation") or 0)
+        self.written[(meta["namespace"], meta["name"])] = (
+            int(written["metadata"].get("generation") or 0), dep.digest(body))
         if replacing is None:
             log.info("applied deployment", deployment=f"{meta['namespace']}/{meta['name']}",
                      replicas=body["spec"]["replicas"])
@@ -307,7 +307,7 @@ class Planner:
                 log.warning("delete failed", deployment=f"{d.namespace}/{d.name}",
                             status=exc.status)
             return False
-        self.written_generation.pop((d.namespace, d.name), None)
+        self.written.pop((d.namespace, d.name), None)
         return True
 
     async def _replace_pods_on_failed_nodes(self, pods: list[dict[str, Any]],

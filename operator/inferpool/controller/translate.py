@@ -173,15 +173,18 @@ def live_deployment(body: Mapping[str, Any]) -> LiveDeployment | None:
 
 
 def write_needed(desired: Mapping[str, Any], live: LiveDeployment,
-                 written_generation: int | None) -> Literal["apply", "replace"] | None:
+                 written: tuple[int, str] | None) -> Literal["apply", "replace"] | None:
     """How to bring a live Deployment back to `desired`: nothing; a server-side apply (a field
     we set differs); or a replace, when another manager set spec fields we do not (an apply
     never removes those). The operator owns the whole pod template.
 
-    `written_generation`: metadata.generation right after our own last write. A spec still at
-    it is ours as the server stored it, even where it normalised a value or another manager
-    co-owns a field with the value we wrote (no write loop)."""
-    as_written = bool(live.generation) and written_generation == live.generation
+    A field we stopped setting shows in the desired-digest annotation (k8s/deployments.py).
+    `written`: (metadata.generation, `dep.digest` of the body) right after our own last write. A
+    spec still at that generation, while we still want that body, is ours as the server stored
+    it, even where it normalised a value or another manager co-owns a field with the value we
+    wrote (no write loop)."""
+    as_written = (bool(live.generation) and written is not None
+                  and written[0] == live.generation and written[1] == dep.digest(desired))
     meta_ok = dep.matches(desired["metadata"], live.body.get("metadata") or {})
     spec_ok = as_written or (dep.matches(desired["spec"], live.body.get("spec") or {})
                              and not live.foreign)

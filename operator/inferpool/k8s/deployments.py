@@ -4,6 +4,8 @@ already matches it."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +44,7 @@ def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], 
     spec["tolerations"] = _tolerations(spec.get("tolerations") or [], workload.family,
                                        toleration_seconds)
     _set_accelerator_limit(spec, lbl.FAMILY_RESOURCE[workload.family], workload.accelerators)
-    return {
+    body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
@@ -64,6 +66,13 @@ def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], 
             "template": template,
         },
     }
+    body["metadata"]["annotations"] = {lbl.DESIRED_DIGEST: digest(body)}
+    return body
+
+
+def digest(body: Mapping[str, Any]) -> str:
+    """A short fingerprint of a Deployment body."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _tolerations(user: list[dict[str, Any]], family: str, seconds: int) -> list[dict[str, Any]]:
@@ -114,8 +123,8 @@ def replacement(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str
     live_meta = live.get("metadata") or {}
     meta = body["metadata"]
     meta["labels"] = {**(live_meta.get("labels") or {}), **meta["labels"]}
-    if live_meta.get("annotations"):
-        meta["annotations"] = dict(live_meta["annotations"])
+    meta["annotations"] = {**(live_meta.get("annotations") or {}),
+                           **(meta.get("annotations") or {})}
     if live_meta.get("resourceVersion"):
         meta["resourceVersion"] = live_meta["resourceVersion"]
     return body
