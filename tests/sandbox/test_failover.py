@@ -3,6 +3,7 @@ stockouts and broken variants, and recovery."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from tests.sandbox.test_operator import (
     ready,
     replicas,
     settle,
+    status,
 )
 from tests.support import Sandbox, wait_for
 
@@ -175,3 +177,130 @@ def test_broken_variant_is_degraded_and_capacity_shifts(sandbox: Sandbox, ns: st
     assert "ImagePullBackOff" in cond["message"]
     events = sandbox.get_json("events", "-n", ns)["items"]
     assert any(e["reason"] == "VariantDegraded" for e in events)
+
+
+A100 = {"name": "a100", "accelerator": {"family": "nvidia", "product": "NVIDIA-A100-SXM4-80GB",
+                                         "count": 8}, "capacity": 10, "costPerHour": 30}
+
+
+def karpenter_node(name: str, node_pool: str, capacity_type: str) -> dict[str, Any]:
+    """A simulated node of a Karpenter NodePool (no inferpool.dev/node-pool label): A100s, which
+    no other test's variant asks for."""
+    gpus = {"cpu": "96", "memory": "1152Gi", "pods": "110", "nvidia.com/gpu": "8"}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {
+        "name": name, "annotations": {"kwok.x-k8s.io/node": "fake",
+                                      "node.alpha.kubernetes.io/ttl": "0"},
+        "labels": {"karpenter.sh/nodepool": node_pool, "karpenter.sh/capacity-type": capacity_type,
+                   "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
+                   "node.kubernetes.io/instance-type": "p4de.24xlarge",
+                   "kubernetes.io/hostname": name, "type": "kwok"}},
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present",
+                             "effect": "NoSchedule"}]},
+        "status": {"capacity": gpus, "allocatable": gpus}}
+
+
+def test_a_renamed_node_pool_keeps_its_replicas_serving(sandbox: Sandbox, ns: str) -> None:
+    pool = f"gpu-{ns[-5:]}"
+    names = [f"{pool}-od-{i}" for i in range(3)]
+    spot, adopter = f"{pool}-spot-0", f"adopt-{ns[-5:]}"
+    try:
+        for name in names:
+            sandbox.kubectl("create", "-f", "-", input=json.dumps(
+                karpenter_node(name, pool, "on-demand")))
+        wait_for(lambda: all(node_ready(sandbox, n) for n in names), timeout=30,
+                 what="the Karpenter nodes Ready")
+        apply(sandbox, ns, ipool("moved", 20, [A100]))
+        settle(sandbox, ns, {f"moved-a100-{pool}": 2})
+        seen: set[str] = set(replicas(sandbox, ns))
+        lowest = 2
+
+        def watch(until: Any, what: str, timeout: float = 60) -> None:
+            """Poll until `until()`; meanwhile no Deployment may go and Ready never drop."""
+            nonlocal lowest
+            deadline = time.monotonic() + timeout
+            while not until():
+                now = set(replicas(sandbox, ns))
+                assert seen <= now, f"deleted: {seen - now}; pods: {pod_states(sandbox, ns)}"
+                seen.update(now)
+                lowest = min(lowest, len(ready_pods(sandbox, ns)))
+                assert lowest >= 2, f"Ready dropped to {lowest}: {pod_states(sandbox, ns)}"
+                assert time.monotonic() < deadline, (
+                    f"timed out waiting for {what}: {replicas(sandbox, ns)}, selector "
+                    f"{selector()}, pods {pod_states(sandbox, ns)}, placement "
+                    f"{status(sandbox, ns, 'moved').get('placement')}")
+                time.sleep(0.2)
+
+        def selector() -> dict[str, str]:
+            dep = sandbox.get_json("deployment", f"moved-a100-{pool}", "-n", ns)
+            return dict(dep["spec"]["template"]["spec"]["nodeSelector"])
+
+        def rolled() -> bool:
+            return ready(sandbox, ns) == {f"moved-a100-{pool}": 2} and all(
+                p["spec"]["nodeName"] in names for p in ready_pods(sandbox, ns)) and len(
+                sandbox.get_json("pods", "-n", ns)["items"]) == 2
+
+        # 1. a spot node joins: the pool splits, the part running the replicas keeps its name
+        sandbox.kubectl("create", "-f", "-", input=json.dumps(
+            karpenter_node(spot, pool, "spot")))
+        watch(lambda: selector().get("karpenter.sh/capacity-type") == "on-demand" and rolled(),
+              "the Deployment pinned to the on-demand part")
+        # 2. an AcceleratorPool adopts the on-demand nodes: same Deployment, its selector
+        sandbox.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "inferpool.dev/v1alpha1", "kind": "AcceleratorPool",
+            "metadata": {"name": adopter},
+            "spec": {"family": "nvidia", "pricePerAcceleratorHour": 3.0, "nodeSelector": {
+                "karpenter.sh/nodepool": pool, "karpenter.sh/capacity-type": "on-demand"}}}))
+        watch(lambda: selector() == {"karpenter.sh/nodepool": pool,
+                                     "karpenter.sh/capacity-type": "on-demand"} and rolled(),
+              "the Deployment pinned by the AcceleratorPool's selector")
+        watch(lambda: sandbox.get_json("apool", adopter).get("status", {}).get("nodes") == 3,
+              "the AcceleratorPool's status counting its nodes")
+        # and it stays so over a few plans
+        settle_until = time.monotonic() + 5
+        watch(lambda: time.monotonic() > settle_until, "a few quiet plans")
+        assert set(replicas(sandbox, ns)) == {f"moved-a100-{pool}"}
+        rows = status(sandbox, ns, "moved")["placement"]
+        assert [(r["nodePool"], r["desired"]) for r in rows] == [(pool, 2)]
+    finally:
+        sandbox.kubectl("delete", "apool", adopter, "--ignore-not-found", check=False)
+        sandbox.kubectl("delete", "node", *names, spot, "--ignore-not-found", check=False)
+
+
+def test_most_nodes_not_ready_at_once_deletes_none_of_our_pods(
+    sandbox: Sandbox, ns: str, operator: OperatorProcess
+) -> None:
+    apply(sandbox, ns, ipool("partition", 20, [V6E]))
+    settle(sandbox, ns, {"partition-v6e-v6e": 2})
+    before = {p["metadata"]["name"] for p in ready_pods(sandbox, ns)}
+    start = len(operator.log_lines())
+    # 10 of the sandbox's 16 nodes (62 % >= 55 %), then the 4 running our replicas. (Failing a
+    # simulated node deletes and recreates it; a missing node's pods go at once otherwise.)
+    failed = ("h100", "l4", "trn2", "v6e")
+    try:
+        for pool in failed[:3]:
+            fault(sandbox, "fail", "--pool", pool)
+        wait_for(lambda: any(line.get("event", "").startswith("zone-scale failure")
+                             for line in operator.log_lines()[start:]), timeout=30,
+                 what="the zone-scale failure seen")
+        fault(sandbox, "fail", "--pool", "v6e")
+        wait_for(lambda: not any(node_ready(sandbox, f"v6e-{i}") for i in range(4)),
+                 timeout=30, what="the v6e nodes NotReady")
+        def why() -> str:
+            said = [(line.get("event"), line.get("pod") or line.get("zones"))
+                    for line in operator.log_lines()[start:]
+                    if line.get("event") != "reconciled"]
+            return f"pods: {pod_states(sandbox, ns)}; operator: {said}"
+
+        deadline = time.monotonic() + 12  # replacement would be immediate
+        while time.monotonic() < deadline:
+            pods = sandbox.get_json("pods", "-n", ns)["items"]
+            assert {p["metadata"]["name"] for p in pods} == before, why()
+            assert not [p for p in pods if p["metadata"].get("deletionTimestamp")], why()
+            assert replicas(sandbox, ns) == {"partition-v6e-v6e": 2}
+            time.sleep(0.5)
+        assert not [line for line in operator.log_lines()[start:]
+                    if line.get("event") == "replacing pod on a failed node"]
+    finally:
+        for pool in failed:
+            fault(sandbox, "recover", "--pool", pool)
+    settle(sandbox, ns, {"partition-v6e-v6e": 2}, timeout=60)

@@ -246,3 +246,44 @@ def test_an_invalid_pool_gets_spec_invalid_and_the_others_keep_being_served(
     apply(sandbox, ns, ipool("good", 30, [V6E]))
     settle(sandbox, ns, {"good-v6e-v6e": 3})
     assert not any(d.startswith("bad-") for d in deployments(sandbox, ns))
+
+
+def test_fields_added_by_hand_are_put_back(sandbox: Sandbox, ns: str) -> None:
+    apply(sandbox, ns, ipool("drift", 20, [V6E]))
+    settle(sandbox, ns, {"drift-v6e-v6e": 2})
+    # fields the operator never sets: a merge patch and `kubectl set env`
+    patched = json.loads(sandbox.kubectl(
+        "patch", "deployment/drift-v6e-v6e", "-n", ns, "--type=merge", "-o", "json", "-p",
+        json.dumps({"spec": {"template": {"spec": {"hostNetwork": True}}}})).stdout)
+    assert patched["spec"]["template"]["spec"]["hostNetwork"] is True
+    env = json.loads(sandbox.kubectl("set", "env", "deployment/drift-v6e-v6e", "DEBUG=1",
+                                     "-n", ns, "-o", "json").stdout)
+    assert env["spec"]["template"]["spec"]["containers"][0]["env"]
+
+    def reverted() -> bool:
+        spec = deployments(sandbox, ns)["drift-v6e-v6e"]["spec"]["template"]["spec"]
+        return not spec.get("hostNetwork") and not spec["containers"][0].get("env")
+
+    wait_for(reverted, timeout=30, what="hostNetwork and the env var removed")
+    settle(sandbox, ns, {"drift-v6e-v6e": 2})
+    pods = sandbox.get_json("pods", "-n", ns, "-l", "inferpool.dev/pool=drift")["items"]
+    assert not any(p["spec"].get("hostNetwork") for p in pods
+                   if not p["metadata"].get("deletionTimestamp"))
+
+
+def test_a_deployment_without_its_label_is_still_ours_and_recreated(
+    sandbox: Sandbox, ns: str
+) -> None:
+    apply(sandbox, ns, ipool("unlabelled", 20, [V6E]))
+    settle(sandbox, ns, {"unlabelled-v6e-v6e": 2})
+    sandbox.kubectl("label", "deployment/unlabelled-v6e-v6e", "-n", ns,
+                    "app.kubernetes.io/managed-by-")
+    wait_for(lambda: deployments(sandbox, ns)["unlabelled-v6e-v6e"]["metadata"]["labels"].get(
+        "app.kubernetes.io/managed-by") == "inferpool", timeout=30, what="the label put back")
+    sandbox.kubectl("label", "deployment/unlabelled-v6e-v6e", "-n", ns,
+                    "app.kubernetes.io/managed-by-")
+    first = deployments(sandbox, ns)["unlabelled-v6e-v6e"]["metadata"]["uid"]
+    sandbox.kubectl("delete", "deployment/unlabelled-v6e-v6e", "-n", ns)
+    wait_for(lambda: (d := deployments(sandbox, ns).get("unlabelled-v6e-v6e")) is not None
+             and d["metadata"]["uid"] != first, timeout=30, what="the Deployment recreated")
+    settle(sandbox, ns, {"unlabelled-v6e-v6e": 2})

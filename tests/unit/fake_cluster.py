@@ -61,7 +61,10 @@ def deployment(pool: str, variant: str, node_pool: str, family: str, replicas: i
                      "labels": {"inferpool.dev/pool": pool, "inferpool.dev/variant": variant,
                                 "inferpool.dev/node-pool": node_pool,
                                 "inferpool.dev/accelerator": family,
-                                "app.kubernetes.io/managed-by": "inferpool"}},
+                                "app.kubernetes.io/managed-by": "inferpool"},
+                     "ownerReferences": [{"apiVersion": "inferpool.dev/v1alpha1",
+                                          "kind": "InferencePool", "name": pool,
+                                          "uid": f"uid-{pool}", "controller": True}]},
         "spec": {"replicas": replicas},
         "status": {"readyReplicas": replicas if ready is None else ready},
     }

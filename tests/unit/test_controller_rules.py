@@ -7,12 +7,23 @@ from typing import Any
 
 import pytest
 
-from inferpool.controller.health import Backoff, HealthTracker, pods_on_failed_nodes
+from inferpool.controller.health import (
+    Backoff,
+    HealthTracker,
+    dead_node_pools,
+    disrupted_zones,
+    frozen_node_pools,
+    pods_on_failed_nodes,
+    serving_node_pools,
+    unknown_nodes,
+)
 from inferpool.controller.translate import (
     LiveDeployment,
+    MoveClock,
     live_deployment,
     make_before_break,
     parse_pools,
+    time_moves,
 )
 from inferpool.k8s import deployments as dep
 
@@ -118,14 +129,48 @@ def test_make_before_break_holds_old_replicas_until_new_ones_are_ready() -> None
     gate = make_before_break(planned, current, {pool.key: pool}, {pool.key: 0.0}, now=11.0)
     assert gate.targets == {old: 0, new: 2}
     assert not gate.holding
-    # ... or when the rollout's readyTimeoutSeconds (600 s default) has passed
+    # new replicas that never became Ready release nothing, even after readyTimeoutSeconds
     current[new] = live(new, 2, 0)
     gate = make_before_break(planned, current, {pool.key: pool}, {pool.key: 0.0}, now=601.0)
-    assert gate.targets[old] == 0
+    assert gate.targets[old] == 2
+    # after it, old replicas go as far as new ones are Ready (before it, all wait)
+    current[new] = live(new, 2, 1)
+    gate = make_before_break(planned, current, {pool.key: pool}, {pool.key: 0.0}, now=599.0)
+    assert gate.targets[old] == 2
+    gate = make_before_break(planned, current, {pool.key: pool}, {pool.key: 0.0}, now=601.0)
+    assert gate.targets[old] == 1
+    assert "waiting for 1 new replica(s)" in gate.holding[pool.key]
+    current[new] = live(new, 2, 0)
     # replicas in a dead node pool or of a broken variant never hold
     gate = make_before_break(planned, current, {pool.key: pool}, {pool.key: 0.0}, now=10.0,
                              dead_node_pools=frozenset({"a"}))
     assert gate.targets[old] == 0
+    # the dead ones go after the timeout too
+    gate = make_before_break(planned, current, {pool.key: pool}, {pool.key: 0.0}, now=601.0,
+                             dead_node_pools=frozenset({"a"}))
+    assert gate.targets[old] == 0
+    # replicas in a zone-scale failure are never scaled down, even with nothing planned
+    gate = make_before_break({}, current, {pool.key: pool}, {}, now=10.0,
+                             frozen_node_pools=frozenset({"a"}))
+    assert gate.targets[old] == 2
+
+
+def test_a_new_move_restarts_the_make_before_break_timer() -> None:
+    a, b, c = (("ns/chat", "v6e", n) for n in "abc")
+    clock: MoveClock = {}
+    current = {a: live(a, 2, 2), b: live(b, 2, 0)}
+    assert time_moves(clock, {b: 2}, current, now=0.0) == {"ns/chat": 0.0}
+    assert time_moves(clock, {b: 2}, current, now=500.0) == {"ns/chat": 0.0}
+    # replanned to c after 500 s: c gets its own readyTimeoutSeconds
+    assert time_moves(clock, {c: 2}, current, now=550.0) == {"ns/chat": 550.0}
+    (pool,), _ = parse_pools([pool_body()])
+    gate = make_before_break({c: 2}, current, {pool.key: pool},
+                             time_moves(clock, {c: 2}, current, now=700.0), now=700.0)
+    assert gate.targets[a] == 2
+    # done: the clock forgets the pool
+    current[c] = live(c, 2, 2)
+    assert time_moves(clock, {c: 2}, current, now=710.0) == {}
+    assert clock == {}
 
 
 def pod(name: str, *, node: str | None, pool: str = "chat", variant: str = "v6e",
@@ -145,8 +190,9 @@ def pod(name: str, *, node: str | None, pool: str = "chat", variant: str = "v6e"
     }
 
 
-def node(name: str, ready: bool = True) -> dict[str, Any]:
-    return {"metadata": {"name": name}, "spec": {"taints": []},
+def node(name: str, ready: bool = True, zone: str | None = None) -> dict[str, Any]:
+    labels = {"topology.kubernetes.io/zone": zone} if zone else {}
+    return {"metadata": {"name": name, "labels": labels}, "spec": {"taints": []},
             "status": {"conditions": [{"type": "Ready", "status": "True" if ready else
                                        "Unknown"}]}}
 
@@ -156,6 +202,47 @@ def test_pods_on_failed_or_missing_nodes_are_found() -> None:
     pods = [pod("a", node="n1"), pod("b", node="n2"), pod("c", node="gone"),
             pod("d", node=None)]
     assert pods_on_failed_nodes(pods, nodes) == [("ns", "b"), ("ns", "c")]
+
+
+def test_pods_are_not_replaced_when_most_of_a_zone_goes_not_ready_at_once() -> None:
+    # 10 nodes, 6 NotReady together (60 % >= 55 %): a partition, not six dead nodes
+    nodes = {f"n{i}": node(f"n{i}", ready=i >= 6) for i in range(10)}
+    pods = [pod(f"p{i}", node=f"n{i}") for i in range(10)]
+    assert pods_on_failed_nodes(pods, nodes) == []
+    assert disrupted_zones(nodes) == {""}
+    # nor those of a node gone meanwhile (its zone is unknown)
+    assert pods_on_failed_nodes([*pods, pod("g", node="gone")], nodes) == []
+    # with the threshold raised above 60 %, or with only 5 of 10 down, they are replaced
+    assert len(pods_on_failed_nodes(pods, nodes, unhealthy_zone_threshold=0.7)) == 6
+    nodes["n5"] = node("n5")
+    assert len(pods_on_failed_nodes(pods, nodes)) == 5
+    # every node NotReady (an API-server outage seen as stale heartbeats): nothing deleted
+    everything = {f"n{i}": node(f"n{i}", ready=False, zone=f"z{i % 2}") for i in range(4)}
+    assert pods_on_failed_nodes([pod("a", node="n0")], everything) == []
+    # one zone entirely down while the other serves: a real zone outage, replaced
+    zones = {**{f"a{i}": node(f"a{i}", ready=False, zone="a") for i in range(3)},
+             **{f"b{i}": node(f"b{i}", zone="b") for i in range(3)}}
+    assert pods_on_failed_nodes([pod("x", node="a0")], zones) == [("ns", "x")]
+    # two nodes out of three are not a zone-scale failure (k8s: more than two)
+    small = {"n0": node("n0", ready=False), "n1": node("n1", ready=False), "n2": node("n2")}
+    assert len(pods_on_failed_nodes([pod("a", node="n0"), pod("b", node="n1")], small)) == 2
+
+
+def test_a_zone_scale_failure_freezes_its_node_pools_and_they_are_not_dead() -> None:
+    from inferpool.cluster import build_snapshot
+
+    views = {f"n{i}": {**node(f"n{i}", ready=i >= 6), "status": {
+        "allocatable": {"google.com/tpu": "8"},
+        "conditions": [{"type": "Ready", "status": "True" if i >= 6 else "Unknown"}]}}
+        for i in range(10)}
+    for i, view in views.items():
+        view["metadata"]["labels"] = {"inferpool.dev/node-pool": "a" if int(i[1:]) < 6 else "b"}
+    snapshot = build_snapshot(views.values())
+    unknown = unknown_nodes(views)
+    assert unknown == {f"n{i}" for i in range(6)}
+    pods = [pod("p", node="n0", node_pool="a", ready=False)]
+    assert frozen_node_pools(snapshot, pods, unknown) == {"a"}
+    assert dead_node_pools(snapshot, {"a", "b"}, serving_node_pools(pods, views)) == {"a"}
 
 
 def test_stockout_needs_the_bound_and_backs_off() -> None:
@@ -228,3 +315,24 @@ def test_pods_on_a_failed_node_do_not_make_the_variant_broken() -> None:
     assert tracker.broken_variants(0.0) == frozenset()
     tracker.observe(unready, {"ns/chat": 50.0}, now=0.0, wall=NOW, nodes={"n1": node("n1")})
     assert tracker.broken_variants(0.0) == {("ns/chat", "v6e")}
+
+
+def test_a_vanished_node_pool_name_is_dead_only_when_nothing_of_it_serves() -> None:
+    from inferpool.cluster import build_snapshot
+
+    views = {"n1": {**node("n1"), "status": {"allocatable": {"google.com/tpu": "8"},
+                                             "conditions": [{"type": "Ready",
+                                                             "status": "True"}]}}}
+    views["n1"]["metadata"]["labels"] = {"inferpool.dev/node-pool": "renamed"}
+    snapshot = build_snapshot(views.values())
+    serving = [pod("a", node="n1", node_pool="old")]
+    assert dead_node_pools(snapshot, {"old"}, serving_node_pools(serving, views)) == set()
+    # not Ready, or Ready on a failed node: nothing serves under the old name
+    for pods, nodes in (([pod("a", node="n1", node_pool="old", ready=False)], views),
+                        (serving, {"n1": node("n1", ready=False)})):
+        assert dead_node_pools(snapshot, {"old"}, serving_node_pools(pods, nodes)) == {"old"}
+    # a pool whose nodes are all cordoned still serves from its running pods
+    cordoned = build_snapshot([{**views["n1"], "spec": {"unschedulable": True, "taints": []}}])
+    here = [pod("a", node="n1", node_pool="renamed")]
+    assert dead_node_pools(cordoned, {"renamed"}, serving_node_pools(here, views)) == set()
+    assert dead_node_pools(cordoned, {"renamed"}, frozenset()) == {"renamed"}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from inferpool.controller import planner as planner_module
+from inferpool.controller import planning
 from inferpool.controller.planner import INDEX_NAMES, Planner
 from inferpool.controller.settings import Settings
 from inferpool.k8s import events
@@ -75,13 +76,13 @@ def test_leadership_lost_while_the_engine_runs_makes_no_writes(
         monkeypatch: pytest.MonkeyPatch) -> None:
     leading = {"now": True}
     p, rec = _planner(monkeypatch, leading)
-    place = planner_module.place
+    place = planning.place  # the engine, as the planner's bindable_plan calls it
 
     def slow_place(*args: Any) -> Any:
         leading["now"] = False  # the renewal failed for longer than the renew deadline
         return place(*args)
 
-    monkeypatch.setattr(planner_module, "place", slow_place)
+    monkeypatch.setattr(planning, "place", slow_place)
     _reconcile(p)
     assert rec.writes == []
     assert p.skipped_writes == 2

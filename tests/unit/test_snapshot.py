@@ -161,6 +161,64 @@ def test_accelerator_pool_claims_nodes_and_sets_price() -> None:
     assert {p.name for p in snap.pools} == {"h100-ondemand", "nvidia-NVIDIA-L4"}
 
 
+def ours(node_name: str, node_pool: str, **kwargs: Any) -> dict[str, Any]:
+    """One of our replicas, placed in `node_pool`, bound to `node_name`."""
+    return pod(node_name, "nvidia.com/gpu", 8, labels={
+        "inferpool.dev/pool": "chat", "inferpool.dev/node-pool": node_pool}, **kwargs)
+
+
+KARPENTER = {"karpenter.sh/nodepool": "gpu", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+
+
+def test_a_split_keeps_the_name_the_running_replicas_were_placed_under() -> None:
+    on_demand = [node(f"od-{i}", {**KARPENTER, "karpenter.sh/capacity-type": "on-demand"}, GPU8)
+                 for i in range(3)]
+    (before,) = build_snapshot(on_demand).pools
+    assert before.name == "gpu"
+    running = [ours("od-0", "gpu"), ours("od-1", "gpu")]
+    spot = node("spot-0", {**KARPENTER, "karpenter.sh/capacity-type": "spot"}, GPU8)
+    snap = build_snapshot([*on_demand, spot], running)
+    by_type = {p.capacity_type: p for p in snap.pools}
+    assert by_type["on-demand"].name == "gpu"  # not renamed: its Deployments stay
+    assert by_type["on-demand"].node_selector["karpenter.sh/capacity-type"] == "on-demand"
+    assert by_type["spot"].name == "gpu-nvidia-NVIDIA-H100-80GB-HBM3-spot"
+    assert [n.name for n in snap.nodes_of("gpu")] == ["od-0", "od-1", "od-2"]
+    # without replicas there is nothing to keep: the split names both parts
+    assert {p.name for p in build_snapshot([*on_demand, spot]).pools} == {
+        "gpu-nvidia-NVIDIA-H100-80GB-HBM3", "gpu-nvidia-NVIDIA-H100-80GB-HBM3-spot"}
+    # the split over, replicas placed under a split name keep it
+    later = build_snapshot(on_demand, [ours("od-0", "gpu-nvidia-NVIDIA-H100-80GB-HBM3")])
+    assert [p.name for p in later.pools] == ["gpu-nvidia-NVIDIA-H100-80GB-HBM3"]
+    # finished or deleting pods keep nothing
+    gone = [ours("od-0", "x", phase="Succeeded"), {**ours("od-1", "x"), "metadata": {
+        **ours("od-1", "x")["metadata"], "deletionTimestamp": "2025-06-01T00:00:00Z"}}]
+    assert [p.name for p in build_snapshot(on_demand, gone).pools] == ["gpu"]
+
+
+def test_an_accelerator_pool_over_running_replicas_keeps_their_pool_name() -> None:
+    ap = {"metadata": {"name": "fast"},
+          "spec": {"family": "nvidia", "nodeSelector": {"cloud.google.com/gke-nodepool": "h100"},
+                   "pricePerAcceleratorHour": 3.0}}
+    nodes = [h100_node("h100-a"), h100_node("h100-b")]
+    snap = build_snapshot(nodes, [ours("h100-a", "h100")], accelerator_pools=[ap])
+    (pool,) = snap.pools
+    assert pool.name == "h100"
+    assert pool.accelerator_pool == "fast"
+    assert pool.price_per_accelerator_hour == 3.0  # the AcceleratorPool's terms apply
+    # with nothing running there it takes the AcceleratorPool's name
+    (fresh,) = build_snapshot(nodes, accelerator_pools=[ap]).pools
+    assert (fresh.name, fresh.accelerator_pool) == ("fast", "fast")
+    # a name is never taken from another AcceleratorPool, and goes to one pool only
+    other = {"metadata": {"name": "h100"}, "spec": {"nodeSelector": {"x": "y"}}}
+    names = {p.name for p in build_snapshot(nodes, [ours("h100-a", "h100")],
+                                            accelerator_pools=[ap, other]).pools}
+    assert names == {"fast"}
+    l4 = node("l4-a", {"cloud.google.com/gke-nodepool": "l4"}, {"nvidia.com/gpu": "4"})
+    both = build_snapshot([*nodes, l4], [ours("h100-a", "h100"), ours("h100-b", "h100"),
+                                         ours("l4-a", "h100")])
+    assert {p.name for p in both.pools} == {"h100", "l4"}
+
+
 def test_accelerator_pool_with_odd_spec_is_read_defensively() -> None:
     ap = {"metadata": {"name": "x"}, "spec": {"nodeSelector": {"cloud.google.com/gke-nodepool":
                                                                 "h100"},

@@ -212,8 +212,8 @@ class Rollout(ApiModel):
         field_path=".maxSurge")))
 
     make_before_break: StrictBool = True
-    """Start replicas in their new place and wait until they are Ready (or readyTimeoutSeconds
-    passes) before removing the old ones."""
+    """Start replicas in their new place and wait until they are Ready before removing the old
+    ones."""
     max_surge: StrictInt | StrictStr = Field(default="25%", json_schema_extra=cel(rule(
         f"type(self) == int ? self >= 0 && self <= {MAX_REPLICAS}"
         f" : self.matches('{PERCENT_PATTERN}')",
@@ -221,7 +221,8 @@ class Rollout(ApiModel):
     """Extra replicas allowed above the target while moving: a number or a percentage of the
     target."""
     ready_timeout_seconds: Annotated[StrictInt, Field(ge=10, le=7200)] = 600
-    """How long to wait for new replicas to become Ready before removing old ones anyway."""
+    """How long every new replica is waited for before old ones go one by one as new ones become
+    Ready (new replicas that never become Ready never release old ones)."""
 
     @field_validator("max_surge")
     @classmethod

@@ -6,12 +6,19 @@ Three sources, in this order of authority:
 3. Otherwise a pool per family and product, e.g. `nvidia-NVIDIA-L4`.
 A label pool that mixes accelerator products or capacity types is split, and each part's
 selector gains the label that tells it apart, so a Deployment pinned to it lands on one kind.
+
+A pool's name is its identity (Deployments, status and metrics are named after it), so it is
+kept stable: a pool whose nodes run our pods keeps the node pool name those pods carry, when a
+new kind of node splits its label pool, when the split ends, or when an AcceleratorPool adopts
+its nodes (the pool then belongs to the AcceleratorPool but keeps its name). Otherwise a rename
+would pin new replicas to the same, full nodes under a new name and delete the old ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -67,6 +74,7 @@ def build_snapshot(
     prices: PriceTable | None = None,
 ) -> ClusterSnapshot:
     table = prices if prices is not None else default_prices()
+    pods = list(pods)
     facts = sorted(
         (f for f in (_read_node(n) for n in nodes) if f is not None), key=lambda f: f.name
     )
@@ -93,6 +101,11 @@ def build_snapshot(
     for pool, group in _discovered_pools(unclaimed, table, taken=set(pools)):
         pools[pool.name] = pool
         members[pool.name] = group
+    names = _stable_names(members, _hosted(pods, {f.name for f in facts}),
+                          reserved={_name(ap) for ap in explicit})
+    pools = {names[old]: dataclasses.replace(pool, name=names[old])
+             for old, pool in pools.items()}
+    members = {names[old]: group for old, group in members.items()}
 
     snapshot_nodes = [
         Node(
@@ -212,6 +225,19 @@ def _capacity_type(labels: Mapping[str, str]) -> tuple[CapacityType, str | None]
 # --- pods --------------------------------------------------------------------------------------
 
 
+def _hosted(pods: Iterable[Mapping[str, Any]], nodes: set[str]) -> dict[str, list[str]]:
+    """Per node: the node pool names our pods bound to it were placed under."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for pod in pods:
+        meta = _map(pod.get("metadata"))
+        node = str(_map(pod.get("spec")).get("nodeName") or "")
+        placed = _map(meta.get("labels")).get(lbl.POD_NODE_POOL_LABEL)
+        if (node in nodes and placed and not meta.get("deletionTimestamp")
+                and _map(pod.get("status")).get("phase") not in _TERMINATED_PHASES):
+            out[node].append(str(placed))
+    return out
+
+
 def _used_by_others(
     pods: Iterable[Mapping[str, Any]], nodes: Mapping[str, _NodeFacts]
 ) -> dict[str, int]:
@@ -284,6 +310,7 @@ def _explicit_pool(
         price_known=known,
         instance_type=common.get(lbl.INSTANCE_TYPE),
         labels=common,
+        accelerator_pool=_name(ap),
     )
 
 
@@ -341,6 +368,35 @@ def _discovered_pools(
                 )
             )
     return result
+
+
+def _stable_names(members: Mapping[str, list[_NodeFacts]], hosted: Mapping[str, list[str]],
+                  reserved: set[str]) -> dict[str, str]:
+    """Default pool name -> the name to use. A pool takes the name most of our pods on its
+    nodes were placed under (ties: its own default name, then by name); each name goes to one
+    pool, the one running most pods under it; no pool takes another AcceleratorPool's name.
+    Pools left without a name keep their default one (suffixed if taken)."""
+    claims: list[tuple[int, bool, str, str]] = []
+    for default, group in members.items():
+        counts = Counter(name for n in group for name in hosted.get(n.name, ()))
+        claims += [(-count, wanted != default, default, wanted)
+                   for wanted, count in counts.items()]
+    final: dict[str, str] = {}
+    for _, _, default, wanted in sorted(claims):
+        if default in final or wanted in final.values():
+            continue
+        if wanted != default and wanted in reserved:
+            continue
+        final[default] = wanted
+    used = set(final.values())
+    for default in sorted(members):
+        if default not in final:
+            name = default
+            while name in used:
+                name += "-discovered"
+            final[default] = name
+            used.add(name)
+    return final
 
 
 def _derived_name(prefix: str, node: _NodeFacts) -> str:

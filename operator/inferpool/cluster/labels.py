@@ -43,6 +43,8 @@ POOL_LABELS: tuple[str, ...] = (
 
 # Label that marks pods the operator made: their accelerators are the current placement.
 OWNED_POD_LABEL = "inferpool.dev/pool"
+# The node pool our pods were placed in, by the name it had then: a pool keeps that name.
+POD_NODE_POOL_LABEL = "inferpool.dev/node-pool"
 
 NVIDIA_PRODUCT = "nvidia.com/gpu.product"
 NVIDIA_COUNT = "nvidia.com/gpu.count"

@@ -36,6 +36,9 @@ class NodePool:
     # the accelerator labels (product, type, topology) every node has with the same value:
     # what pins a variant's pods to the nodes the engine matched it with
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # the AcceleratorPool that declares it; its name is usually the pool's, but a pool keeps
+    # the name its replicas run under when an AcceleratorPool adopts its nodes
+    accelerator_pool: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

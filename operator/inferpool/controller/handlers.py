@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from inferpool.controller import views
 from inferpool.controller.planner import INDEX_NAMES, Planner
+from inferpool.k8s import deployments as dep
 from inferpool.k8s import labels as lbl
 from inferpool.k8s.listing import object_versions
 
@@ -42,7 +43,6 @@ RESOURCES: dict[str, tuple[tuple[str, ...], View]] = {
     "deployments": (("apps", "v1", "deployments"), views.deployment_view),
 }
 assert tuple(RESOURCES) == INDEX_NAMES
-MANAGED = f"{lbl.MANAGED_BY}={lbl.MANAGER}"  # the only Deployments watched
 
 
 class Attachable(Protocol):
@@ -78,8 +78,12 @@ class Caches:
         self.saw(name, key, (body.get("metadata") or {}).get("resourceVersion"))
         if name == "pods" and not views.wants_accelerators(body.get("spec") or {}):
             return False  # seen (for `fill`), but other pods take no accelerators
-        slim = view(body)
         cache = self.views[name]
+        if name == "deployments" and not dep.is_owned(body):
+            # not (or no longer) ours: with a label filter a stale copy would stay here, and a
+            # Deployment deleted after its label was removed would never be recreated
+            return cache.pop(key, None) is not None
+        slim = view(body)
         if cache.get(key) == slim:  # a heartbeat that changes nothing we read
             return False
         cache[key] = slim
@@ -143,9 +147,9 @@ def lister(planner: Planner, namespaces: tuple[str, ...]
             return (object_versions(core.list_namespaced_pod, ns) if ns
                     else object_versions(core.list_pod_for_all_namespaces))
         if name == "deployments":
-            return (object_versions(apps.list_namespaced_deployment, ns, label_selector=MANAGED)
-                    if ns else object_versions(apps.list_deployment_for_all_namespaces,
-                                           label_selector=MANAGED))
+            # all of them: ours are told by their owner reference, which no label selects
+            return (object_versions(apps.list_namespaced_deployment, ns) if ns
+                    else object_versions(apps.list_deployment_for_all_namespaces))
         group, version, plural = RESOURCES[name][0]
         if ns:
             return object_versions(custom.list_namespaced_custom_object, group, version, ns,
@@ -185,8 +189,7 @@ def getter(planner: Planner) -> GetObject:
                 return raw(core.read_namespaced_pod, obj, ns)
             if name == "deployments":
                 body = raw(apps.read_namespaced_deployment, obj, ns)
-                labels = (body.get("metadata") or {}).get("labels") or {}
-                return body if labels.get(lbl.MANAGED_BY) == lbl.MANAGER else None
+                return body if dep.is_owned(body) else None
             group, version, plural = RESOURCES[name][0]
             found: dict[str, Any] = (
                 custom.get_namespaced_custom_object(group, version, ns, plural, obj) if ns
@@ -200,21 +203,26 @@ def getter(planner: Planner) -> GetObject:
     return get_object
 
 
+def observe(caches: Caches, planner: Attachable, name: str, event: Mapping[str, Any],
+            body: Mapping[str, Any]) -> None:
+    """One watch event of resource `name`: keep its view (or drop it), wake the planner if
+    something it reads changed."""
+    if event.get("type") == "DELETED":
+        if caches.forget(name, views.key(body)):
+            planner.wake(f"{name} deleted")
+    elif caches.put(name, body, RESOURCES[name][1]):
+        owned = name != "deployments" or dep.is_owned(body)
+        planner.wake(f"{name} changed" if owned else f"{name} disowned")
+
+
 def register(registry: kopf.OperatorRegistry, planner: Planner, caches: Caches) -> None:
     """One event handler per watched resource: keep the view, wake the planner on a change."""
-    for name, (resource, view) in RESOURCES.items():
-        filters: dict[str, Any] = {}
-        if name == "deployments":
-            filters["labels"] = {lbl.MANAGED_BY: lbl.MANAGER}
+    for name, (resource, _view) in RESOURCES.items():
 
         # async: kopf runs plain functions in its thread pool, a hop per watch event (thousands
         # at start-up), and the planner's asyncio events must be set from the loop's thread
         async def on_event(event: Mapping[str, Any], body: Mapping[str, Any], *,
-                           _name: str = name, _view: View = view, **_: Any) -> None:
-            if event.get("type") == "DELETED":
-                if caches.forget(_name, views.key(body)):
-                    planner.wake(f"{_name} deleted")
-            elif caches.put(_name, body, _view):
-                planner.wake(f"{_name} changed")
+                           _name: str = name, **_: Any) -> None:
+            observe(caches, planner, _name, event, body)
 
-        kopf.on.event(*resource, id=f"{name}-event", registry=registry, **filters)(on_event)
+        kopf.on.event(*resource, id=f"{name}-event", registry=registry)(on_event)

@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferpool.cluster import ClusterSnapshot
 from inferpool.cluster.quantity import pod_request
 from inferpool.k8s import labels as lbl
 
@@ -62,13 +63,99 @@ def node_is_healthy(node: Mapping[str, Any] | None) -> bool:
     return ready and not unreachable
 
 
+ZONE_LABEL = "topology.kubernetes.io/zone"
+DEFAULT_UNHEALTHY_ZONE_THRESHOLD = 0.55  # kube-controller-manager --unhealthy-zone-threshold
+
+
+def disrupted_zones(nodes: Mapping[str, Mapping[str, Any]],
+                    threshold: float = DEFAULT_UNHEALTHY_ZONE_THRESHOLD) -> frozenset[str]:
+    """Zones (`topology.kubernetes.io/zone`; "" for nodes without it) where too many nodes went
+    unhealthy at once to believe they all failed, as the node lifecycle controller judges it
+    before it stops evicting: at least `threshold` of a zone's nodes and more than two, while
+    some are still Ready (partial disruption); or every node of every zone (the control plane
+    lost the nodes: a partition, or an API-server outage seen as stale heartbeats). A zone
+    entirely down while others are fine is a real zone outage: not listed."""
+    healthy: dict[str, int] = {}
+    unhealthy: dict[str, int] = {}
+    for node in nodes.values():
+        zone = str((node["metadata"].get("labels") or {}).get(ZONE_LABEL, ""))
+        healthy.setdefault(zone, 0)
+        unhealthy.setdefault(zone, 0)
+        if node_is_healthy(node):
+            healthy[zone] += 1
+        else:
+            unhealthy[zone] += 1
+    if unhealthy and not any(healthy.values()) and any(unhealthy.values()):
+        return frozenset(unhealthy)  # nothing Ready anywhere
+    return frozenset(z for z, bad in unhealthy.items()
+                     if bad > 2 and healthy[z] and bad / (bad + healthy[z]) >= threshold)
+
+
+def unknown_nodes(nodes: Mapping[str, Mapping[str, Any]],
+                  threshold: float = DEFAULT_UNHEALTHY_ZONE_THRESHOLD) -> frozenset[str]:
+    """Unhealthy nodes in a disrupted zone: whether they serve is unknown, so nothing of ours
+    on them is deleted or scaled down."""
+    zones = disrupted_zones(nodes, threshold)
+    if not zones:
+        return frozenset()
+    return frozenset(name for name, node in nodes.items()
+                     if not node_is_healthy(node)
+                     and str((node["metadata"].get("labels") or {}).get(ZONE_LABEL, "")) in zones)
+
+
 def pods_on_failed_nodes(pods: Iterable[Mapping[str, Any]],
-                         nodes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(namespace, name) of our pods bound to a node that is not Ready or no longer exists."""
+                         nodes: Mapping[str, Mapping[str, Any]],
+                         unhealthy_zone_threshold: float = DEFAULT_UNHEALTHY_ZONE_THRESHOLD
+                         ) -> list[tuple[str, str]]:
+    """(namespace, name) of our pods bound to a node that is not Ready or no longer exists,
+    except on nodes of a zone-scale failure (`disrupted_zones`): those may well be serving.
+    During one, pods of missing nodes wait too (their zone is unknown; the pod garbage
+    collector removes them if the nodes stay gone)."""
+    unknown = unknown_nodes(nodes, unhealthy_zone_threshold)
     return sorted(
         (str(p["metadata"]["namespace"]), str(p["metadata"]["name"]))
         for p in ours(pods)
-        if p["spec"].get("nodeName") and not node_is_healthy(nodes.get(p["spec"]["nodeName"])))
+        if p["spec"].get("nodeName") and p["spec"]["nodeName"] not in unknown
+        and not (unknown and p["spec"]["nodeName"] not in nodes)
+        and not node_is_healthy(nodes.get(p["spec"]["nodeName"])))
+
+
+def serving_node_pools(pods: Iterable[Mapping[str, Any]],
+                       nodes: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
+    """Node pool names (the `inferpool.dev/node-pool` label) with a pod of ours Ready on a
+    healthy node: whatever the snapshot calls that pool now, it serves."""
+    return frozenset(
+        str(p["metadata"]["labels"].get(lbl.NODE_POOL)) for p in ours(pods)
+        if p["metadata"]["labels"].get(lbl.NODE_POOL) and node_is_healthy(
+            nodes.get(str(p["spec"].get("nodeName") or "")))
+        and any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in p["status"].get("conditions") or []))
+
+
+def dead_node_pools(snapshot: ClusterSnapshot, live_names: Iterable[str],
+                    serving: frozenset[str]) -> frozenset[str]:
+    """Node pools whose replicas serve nothing, so they never hold old ones back: no pod of
+    ours Ready on a healthy node there (`serving_node_pools`), and either no node of it is Ready
+    and schedulable or its name left the snapshot. A name that vanished (a node pool split by a
+    new kind of node, or adopted by an AcceleratorPool) is no proof of failure by itself."""
+    names = {p.name for p in snapshot.pools}
+    dead = {n for n in live_names if n not in names}
+    dead |= {p.name for p in snapshot.pools
+             if not any(n.ready and n.schedulable for n in snapshot.nodes_of(p.name))}
+    return frozenset(dead - serving)
+
+
+def frozen_node_pools(snapshot: ClusterSnapshot, pods: Iterable[Mapping[str, Any]],
+                      unknown: frozenset[str]) -> frozenset[str]:
+    """Node pools with a node of unknown health (`unknown_nodes`), by the snapshot's name and by
+    the label of our pods on such nodes: none of their replicas is scaled down meanwhile."""
+    if not unknown:
+        return frozenset()
+    frozen = {n.pool for n in snapshot.nodes if n.name in unknown}
+    frozen |= {str(p["metadata"]["labels"].get(lbl.NODE_POOL)) for p in ours(pods)
+               if p["spec"].get("nodeName") in unknown and p["metadata"]["labels"].get(
+                   lbl.NODE_POOL)}
+    return frozenset(frozen)
 
 
 @dataclass

@@ -100,6 +100,7 @@ def capture(kubeconfig: str | None) -> dict[str, Any]:
     from kubernetes.client.exceptions import ApiException
 
     from inferpool.controller import views
+    from inferpool.k8s import deployments
     from inferpool.k8s import labels as lbl
     from inferpool.k8s.client import api_client
 
@@ -148,8 +149,7 @@ def capture(kubeconfig: str | None) -> dict[str, Any]:
         "accelerator_pools": [views.identity(a) for a in custom_objects("acceleratorpools")],
         "inference_pools": [views.identity(i) for i in custom_objects("inferencepools")],
         "deployments": [views.deployment_view(d) for d in listed(
-            apps.list_deployment_for_all_namespaces,
-            label_selector=f"{lbl.MANAGED_BY}={lbl.MANAGER}")],
+            apps.list_deployment_for_all_namespaces) if deployments.is_owned(d)],
     }
 
 

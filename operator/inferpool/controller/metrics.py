@@ -406,7 +406,8 @@ class OperatorMetrics:
             labels = (pool.name, pool.family)
             nodes = snapshot.nodes_of(pool.name)
             healthy = [n for n in nodes if n.ready and n.schedulable]
-            source = "acceleratorpool" if pool.name in accelerator_pools else "discovered"
+            declared = pool.accelerator_pool
+            source = "acceleratorpool" if declared in accelerator_pools else "discovered"
             info[(*labels, pool.product or "", pool.capacity_type, source)] = 1
             values[self.node_pool_nodes][labels] = len(nodes)
             values[self.node_pool_nodes_ready][labels] = len(healthy)
@@ -416,8 +417,8 @@ class OperatorMetrics:
             values[self.node_pool_accelerators_available][labels] = snapshot.free_accelerators(
                 pool.name)
             values[self.node_pool_accelerators_desired][labels] = desired.get(pool.name, 0)
-            if pool.name in in_use:
-                values[self.node_pool_accelerators_in_use][labels] = in_use[pool.name]
+            if declared is not None and declared in in_use:  # counted per AcceleratorPool
+                values[self.node_pool_accelerators_in_use][labels] = in_use[declared]
             values[self.node_pool_price][labels] = pool.price_per_accelerator_hour
         self._sync(self.node_pool_info, info)
         for gauge, series in values.items():

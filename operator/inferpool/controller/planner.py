@@ -28,20 +28,27 @@ from inferpool.controller.demand import DemandBook
 from inferpool.controller.health import (
     Backoff,
     HealthTracker,
+    dead_node_pools,
+    disrupted_zones,
+    frozen_node_pools,
     pod_accelerators,
     pods_on_failed_nodes,
+    serving_node_pools,
+    unknown_nodes,
 )
 from inferpool.controller.metrics import OperatorMetrics
 from inferpool.controller.settings import Settings
 from inferpool.controller.translate import (
     LiveDeployment,
+    MoveClock,
     ParseCache,
     ParsedPool,
     by_pool,
     make_before_break,
     node_selector,
-    unready,
+    time_moves,
     workload,
+    write_needed,
 )
 from inferpool.k8s import deployments as dep
 from inferpool.k8s import events
@@ -89,10 +96,11 @@ class Planner:
         self.clock = SystemClock()
         self.demand = DemandBook(self.clock, settings.prometheus_url, self._read_secret,
                                  settings.prometheus_allowed_urls)
-        self.rebalance_started: dict[str, float] = {}
-        # (namespace, name) -> resourceVersion right after our own write: a live object still at
-        # that version is ours as written, even where the API server normalised a value.
-        self.written_rv: dict[tuple[str, str], str] = {}
+        self.moves: MoveClock = {}  # make-before-break timers (translate.time_moves)
+        self.disrupted: frozenset[str] = frozenset()  # zones last seen in a zone-scale failure
+        # (namespace, name) -> (metadata.generation right after our own write, digest of what
+        # we wrote): a spec still at it is ours as written (translate.write_needed).
+        self.written: dict[tuple[str, str], tuple[int, str]] = {}
         self.deduper = events.EventDeduper()
         self.health = HealthTracker(
             stockout_seconds=settings.stockout_seconds, broken_seconds=settings.broken_seconds,
@@ -204,17 +212,17 @@ class Planner:
 
         # 4. apply
         t0 = time.perf_counter()
-        dead = _dead_node_pools(snapshot, live)
+        # A zone-scale failure: nodes of unknown health; nothing of ours on them is deleted.
+        unknown = unknown_nodes(nodes, self.settings.unhealthy_zone_threshold)
+        self._warn_disruption(nodes, unknown)
+        frozen = frozen_node_pools(snapshot, pods, unknown)
+        dead = dead_node_pools(snapshot, {k[2] for k in live},
+                               serving_node_pools(pods, nodes)) - frozen
         # Replicas that serve nothing never hold old ones back (make-before-break).
         no_hold = dead | frozenset(stocked_out)
-        starting = unready(plan.replicas, live)
-        for key in list(self.rebalance_started):
-            if key not in starting:
-                del self.rebalance_started[key]
-        for key in starting:
-            self.rebalance_started.setdefault(key, now)
-        gate = make_before_break(plan.replicas, live, by_key, self.rebalance_started, now,
-                                 no_hold, broken)
+        started = time_moves(self.moves, plan.replicas, live, now)
+        gate = make_before_break(plan.replicas, live, by_key, started, now, no_hold, broken,
+                                 frozen)
         destructive = _destructive(gate.targets, live, pods, nodes,
                                    self.settings.replace_pods_on_failed_nodes)
         if destructive and self.synced is not None and not await self.synced(
@@ -275,35 +283,48 @@ class Planner:
             selector = node_selector(variant, snapshot.pool(key[2]))
             body = dep.build(workload(pool, variant), key[2], selector, replicas,
                              self.settings.toleration_seconds)
-            if existing is not None and self._in_sync(body, existing):
+            if existing is None:
+                jobs.append(partial(self._write_deployment, body, None))
                 continue
-            jobs.append(partial(self._server_side_apply, body))
+            action = write_needed(body, existing, self.written.get(
+                (existing.namespace, existing.name)))
+            if action is not None:
+                jobs.append(partial(self._write_deployment, body,
+                                    existing.body if action == "replace" else None))
         return await self._write(jobs, "apply")
 
-    def _in_sync(self, desired: Mapping[str, Any], live: LiveDeployment) -> bool:
-        if dep.matches(desired, live.body):
-            return True
-        rv = (live.body.get("metadata") or {}).get("resourceVersion")
-        return self.written_rv.get((live.namespace, live.name)) == rv and rv is not None
-
-    def _server_side_apply(self, body: dict[str, Any]) -> bool:
+    def _write_deployment(self, body: dict[str, Any], replacing: Mapping[str, Any] | None
+                          ) -> bool:
+        """Server-side apply `body`; or, with `replacing` (the live object), replace it whole so
+        that fields another manager added go too."""
         meta = body["metadata"]
         try:
-            # plain JSON: only the resourceVersion is read, and building the client's model
+            # plain JSON: only the generation is read, and building the client's model
             # objects for every applied Deployment costs more CPU than the request itself
-            result = self.apps.patch_namespaced_deployment(
-                meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
-                force=True, _content_type="application/apply-patch+yaml",
-                _preload_content=False)
-            applied = json.loads(result.data)
+            if replacing is None:
+                result = self.apps.patch_namespaced_deployment(
+                    meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
+                    force=True, _content_type="application/apply-patch+yaml",
+                    _preload_content=False)
+            else:
+                result = self.apps.replace_namespaced_deployment(
+                    meta["name"], meta["namespace"], dep.replacement(body, replacing),
+                    field_manager=lbl.FIELD_MANAGER, _preload_content=False)
+            written = json.loads(result.data)
         except ApiException as exc:
-            log.warning("apply failed", deployment=f"{meta['namespace']}/{meta['name']}",
+            log.warning("apply failed" if replacing is None else "replace failed",
+                        deployment=f"{meta['namespace']}/{meta['name']}",
                         status=exc.status, reason=exc.reason)
             return False
-        self.written_rv[(meta["namespace"], meta["name"])] = applied["metadata"].get(
-            "resourceVersion")
-        log.info("applied deployment", deployment=f"{meta['namespace']}/{meta['name']}",
-                 replicas=body["spec"]["replicas"])
+        self.written[(meta["namespace"], meta["name"])] = (
+            int(written["metadata"].get("generation") or 0), dep.digest(body))
+        if replacing is None:
+            log.info("applied deployment", deployment=f"{meta['namespace']}/{meta['name']}",
+                     replicas=body["spec"]["replicas"])
+        else:
+            log.warning("replaced deployment: fields set by hand put back",
+                        deployment=f"{meta['namespace']}/{meta['name']}",
+                        fields=list(replacing.get("foreignFields") or ())[:10])
         return True
 
     def _delete(self, d: LiveDeployment) -> bool:
@@ -315,7 +336,7 @@ class Planner:
                 log.warning("delete failed", deployment=f"{d.namespace}/{d.name}",
                             status=exc.status)
             return False
-        self.written_rv.pop((d.namespace, d.name), None)
+        self.written.pop((d.namespace, d.name), None)
         return True
 
     async def _replace_pods_on_failed_nodes(self, pods: list[dict[str, Any]],
@@ -326,11 +347,27 @@ class Planner:
         if not self.settings.replace_pods_on_failed_nodes:
             return 0
         self.replaced = {k: t for k, t in self.replaced.items() if now - t < 60}
-        todo = [k for k in pods_on_failed_nodes(pods, nodes) if k not in self.replaced]
+        todo = [k for k in pods_on_failed_nodes(pods, nodes,
+                                                self.settings.unhealthy_zone_threshold)
+                if k not in self.replaced]
         for key in todo:
             self.replaced[key] = now
         return await self._write([partial(self._delete_pod, ns, name) for ns, name in todo],
                                  "pod replacement")
+
+    def _warn_disruption(self, nodes: Mapping[str, dict[str, Any]],
+                         unknown: frozenset[str]) -> None:
+        zones = disrupted_zones(nodes, self.settings.unhealthy_zone_threshold) if unknown \
+            else frozenset()
+        if zones != self.disrupted:
+            if zones:
+                log.warning("zone-scale failure: our pods on its unhealthy nodes are neither "
+                            "replaced nor scaled down until they recover",
+                            zones=sorted(zones), unhealthy_nodes=len(unknown),
+                            nodes=len(nodes))
+            else:
+                log.info("zone-scale failure over", zones=sorted(self.disrupted))
+            self.disrupted = zones
 
     def _delete_pod(self, namespace: str, name: str) -> bool:
         try:
@@ -525,15 +562,6 @@ def _destructive(targets: Mapping[PlacementKey, int], live: Mapping[PlacementKey
     if any(key in live and replicas < live[key].replicas for key, replicas in targets.items()):
         return True
     return replace_pods and bool(pods_on_failed_nodes(pods, nodes))
-
-
-def _dead_node_pools(snapshot: ClusterSnapshot, live: Mapping[PlacementKey, LiveDeployment]
-                     ) -> frozenset[str]:
-    names = {p.name for p in snapshot.pools}
-    dead = {k[2] for k in live if k[2] not in names}
-    dead |= {p.name for p in snapshot.pools
-             if not any(n.ready and n.schedulable for n in snapshot.nodes_of(p.name))}
-    return frozenset(dead)
 
 
 def _in_use_by_pool(pods: Iterable[dict[str, Any]], nodes: Mapping[str, dict[str, Any]],

@@ -165,7 +165,9 @@ def pods_for_snapshot(pods: Iterable[dict[str, Any]], valid: set[str]) -> list[d
         labels = pod["metadata"].get("labels") or {}
         owner = labels.get(lbl.POOL)
         if owner is not None and f"{pod['metadata'].get('namespace')}/{owner}" not in valid:
-            pod = {**pod, "metadata": {**pod["metadata"], "labels": {}}}
+            # the node pool label stays: it still keeps the pool's name (cluster/discovery.py)
+            kept = {k: v for k, v in labels.items() if k == lbl.NODE_POOL}
+            pod = {**pod, "metadata": {**pod["metadata"], "labels": kept}}
         out.append(pod)
     return out
 

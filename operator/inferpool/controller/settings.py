@@ -41,6 +41,8 @@ class Settings(BaseModel):
     prometheus_allowed_urls: Names = ()
     toleration_seconds: int = Field(30, ge=0)
     replace_pods_on_failed_nodes: bool = True
+    # unhealthy share of a zone's nodes from which our pods there are neither replaced nor removed
+    unhealthy_zone_threshold: float = Field(0.55, gt=0, le=1)
     stockout_seconds: float = Field(30.0, gt=0)  # Pending this long: node pool stocked out
     broken_seconds: float = Field(20.0, gt=0)  # crashing/ImagePullBackOff: variant broken
     max_moves_per_plan: int = Field(8, ge=1)  # bound on churn when moving back after recovery
@@ -107,6 +109,9 @@ HELP: dict[str, str | None] = {
     "toleration_seconds": "tolerationSeconds for not-ready/unreachable taints on our pods",
     "replace_pods_on_failed_nodes": "delete our pods on NotReady/unreachable nodes so they are "
                                     "replaced at once",
+    "unhealthy_zone_threshold": "share of a zone's nodes unhealthy at once (and more than 2) "
+                                "from which our pods there are neither replaced nor scaled down, "
+                                "as the node lifecycle controller stops evicting",
     "stockout_seconds": "replicas unschedulable this long mark their node pool stocked out",
     "broken_seconds": "replicas crashing or failing to pull their image this long mark the "
                       "variant broken",

@@ -131,7 +131,9 @@ def accelerator_pool_status(body: Mapping[str, Any], snapshot: ClusterSnapshot,
                             in_use: Mapping[str, int], now: dt.datetime) -> dict[str, Any]:
     name = str((body.get("metadata") or {}).get("name"))
     generation = int((body.get("metadata") or {}).get("generation") or 0)
-    nodes = snapshot.nodes_of(name) if name in {p.name for p in snapshot.pools} else ()
+    # the pool it declares may run under an older name (cluster/discovery.py)
+    pool = next((p.name for p in snapshot.pools if p.accelerator_pool == name), None)
+    nodes = snapshot.nodes_of(pool) if pool is not None else ()
     ready_nodes = [n for n in nodes if n.ready and n.schedulable]
     total = sum(n.allocatable for n in nodes)
     allocatable = sum(n.allocatable for n in ready_nodes)

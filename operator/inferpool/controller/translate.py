@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -195,11 +195,15 @@ class LiveDeployment:
     replicas: int  # spec.replicas
     ready: int  # status.readyReplicas
     body: Mapping[str, Any]
+    foreign: tuple[str, ...] = ()  # spec fields another manager set (k8s/deployments.py)
+    generation: int = 0  # metadata.generation: changes with the spec only
 
 
 def live_deployment(body: Mapping[str, Any]) -> LiveDeployment | None:
     meta = body.get("metadata") or {}
-    labels = meta.get("labels") or {}
+    # the selector is immutable: labels on the object may have been edited away
+    labels = {**(meta.get("labels") or {}),
+              **(((body.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})}
     pool, variant, node_pool = (labels.get(lbl.POOL), labels.get(lbl.VARIANT),
                                 labels.get(lbl.NODE_POOL))
     if not (pool and variant and node_pool):
@@ -209,7 +213,30 @@ def live_deployment(body: Mapping[str, Any]) -> LiveDeployment | None:
         key=(f"{namespace}/{pool}", variant, node_pool), name=str(meta.get("name", "")),
         namespace=namespace, replicas=int((body.get("spec") or {}).get("replicas") or 0),
         ready=int((body.get("status") or {}).get("readyReplicas") or 0), body=body,
+        foreign=tuple(body.get("foreignFields") or ()),
+        generation=int(meta.get("generation") or 0),
     )
+
+
+def write_needed(desired: Mapping[str, Any], live: LiveDeployment,
+                 written: tuple[int, str] | None) -> Literal["apply", "replace"] | None:
+    """How to bring a live Deployment back to `desired`: nothing; a server-side apply (a field
+    we set differs); or a replace, when another manager set spec fields we do not (an apply
+    never removes those). The operator owns the whole pod template.
+
+    A field we stopped setting shows in the desired-digest annotation (k8s/deployments.py).
+    `written`: (metadata.generation, `dep.digest` of the body) right after our own last write. A
+    spec still at that generation, while we still want that body, is ours as the server stored
+    it, even where it normalised a value or another manager co-owns a field with the value we
+    wrote (no write loop)."""
+    as_written = (bool(live.generation) and written is not None
+                  and written[0] == live.generation and written[1] == dep.digest(desired))
+    meta_ok = dep.matches(desired["metadata"], live.body.get("metadata") or {})
+    spec_ok = as_written or (dep.matches(desired["spec"], live.body.get("spec") or {})
+                             and not live.foreign)
+    if meta_ok and spec_ok:
+        return None
+    return "replace" if live.foreign and not as_written else "apply"
 
 
 @dataclass
@@ -237,6 +264,27 @@ def by_pool(places: Mapping[PlacementKey, T]) -> dict[str, dict[PlacementKey, T]
     return out
 
 
+# pool key -> (the planned places of the move under way, when it began)
+MoveClock = dict[str, tuple[frozenset[tuple[PlacementKey, int]], float]]
+
+
+def time_moves(clock: MoveClock, planned: Mapping[PlacementKey, int],
+               live: Mapping[PlacementKey, LiveDeployment], now: float) -> dict[str, float]:
+    """When the move of each InferencePool still short of Ready replicas began (updates `clock`
+    in place). A different planned placement is a new move: its timer starts again, so a move
+    replanned after a long wait is not judged by the time the previous one took."""
+    starting = unready(planned, live)
+    plans = by_pool({k: n for k, n in planned.items() if n > 0})
+    for key in list(clock):
+        if key not in starting:
+            del clock[key]
+    for key in starting:
+        target = frozenset(plans.get(key, {}).items())
+        if key not in clock or clock[key][0] != target:
+            clock[key] = (target, now)
+    return {key: started for key, (_, started) in clock.items()}
+
+
 def make_before_break(
     planned: Mapping[PlacementKey, int],
     live: Mapping[PlacementKey, LiveDeployment],
@@ -245,10 +293,14 @@ def make_before_break(
     now: float,
     dead_node_pools: frozenset[str] = frozenset(),
     broken: frozenset[tuple[str, str]] = frozenset(),
+    frozen_node_pools: frozenset[str] = frozenset(),
 ) -> Gate:
     """Scale up new places at once; scale down old ones only when every growing place of the
-    same InferencePool is Ready, or the pool's rollout.readyTimeoutSeconds has passed since the
-    move began. Replicas in node pools with no healthy node serve nothing, so they never hold."""
+    same InferencePool is Ready. Once the pool's rollout.readyTimeoutSeconds has passed since
+    the move began, old replicas go only as far as new ones are Ready: new replicas that never
+    become Ready never release old ones. Replicas in node pools with no healthy node, or of a
+    broken variant, serve nothing, so they never hold. Replicas in `frozen_node_pools` (whose
+    nodes' health is unknown: a zone-scale failure) are never scaled down."""
     gate = Gate()
     own_keys = by_pool(dict.fromkeys(sorted(set(planned) | set(live))))  # one pass, not per pool
     for pool_key_, pool in pools.items():
@@ -259,16 +311,24 @@ def make_before_break(
         rollout = pool.model.spec.rollout
         timed_out = (pool_key_ in rebalance_started and
                      now - rebalance_started[pool_key_] >= rollout.ready_timeout_seconds)
-        hold = bool(waiting) and rollout.make_before_break and not timed_out
+        hold = bool(waiting) and rollout.make_before_break
         missing = sum(planned[w] - (live[w].ready if w in live else 0) for w in waiting)
+        keep = missing  # after the timeout: old replicas kept, at most one per missing new one
         for k in own:
             want = planned.get(k, 0)
             have = live[k].replicas if k in live else 0
-            if want < have and hold and k[2] not in dead_node_pools and k[:2] not in broken:
+            if want < have and k[2] in frozen_node_pools:
                 gate.targets[k] = have
                 gate.holding[pool_key_] = (
-                    f"waiting for {missing} new replica(s) to become Ready before removing old "
-                    "ones")
+                    f"node pool {k[2]} is in a zone-scale failure: its replicas are kept")
+            elif want < have and hold and k[2] not in dead_node_pools and k[:2] not in broken:
+                kept = min(have - want, keep) if timed_out else have - want
+                keep -= kept if timed_out else 0
+                gate.targets[k] = want + kept
+                if kept:
+                    gate.holding[pool_key_] = (
+                        f"waiting for {missing} new replica(s) to become Ready before removing "
+                        "old ones")
             else:
                 gate.targets[k] = want
     # Deployments of InferencePools that are gone or invalid are left to their owner (deletion

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from inferpool.k8s import deployments as dep
 from inferpool.k8s import labels as lbl
 
 ACCELERATOR_RESOURCES = tuple(lbl.FAMILY_RESOURCE.values())
@@ -88,6 +89,8 @@ def pod_view(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def deployment_view(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = dict(body.get("metadata", {}))
-    meta.pop("managedFields", None)
+    # managedFields are large: keep only what they say about drift
+    foreign = dep.foreign_fields(meta.pop("managedFields", None))
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-            "spec": body.get("spec", {}), "status": body.get("status", {})}
+            "spec": body.get("spec", {}), "status": body.get("status", {}),
+            "foreignFields": foreign}

@@ -45,10 +45,11 @@ ACCESS: tuple[Access, ...] = (
            "pods: delete the operator's own pods bound to a failed (NotReady or deleted) node, "
            "so their replacements start at once instead of after the eviction timeout",
            when="operator.replacePodsOnFailedNodes"),
-    Access("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete"),
-           "cluster",
+    Access("apps", "deployments", ("get", "list", "watch", "create", "patch", "update",
+                                   "delete"), "cluster",
            "deployments: server-side apply of the Deployments the operator owns, one per "
-           "(InferencePool, variant, node pool); delete when a placement goes away"),
+           "(InferencePool, variant, node pool); update to remove fields added by hand; "
+           "delete when a placement goes away"),
     Access("inferpool.dev", "inferencepools", ("get", "list", "watch"), "cluster",
            "inferencepools: what to serve (read only; the operator never edits the spec)"),
     Access("inferpool.dev", "inferencepools/status", ("get", "patch", "update"), "cluster",

@@ -4,6 +4,8 @@ already matches it."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +44,7 @@ def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], 
     spec["tolerations"] = _tolerations(spec.get("tolerations") or [], workload.family,
                                        toleration_seconds)
     _set_accelerator_limit(spec, lbl.FAMILY_RESOURCE[workload.family], workload.accelerators)
-    return {
+    body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
@@ -64,6 +66,13 @@ def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], 
             "template": template,
         },
     }
+    body["metadata"]["annotations"] = {lbl.DESIRED_DIGEST: digest(body)}
+    return body
+
+
+def digest(body: Mapping[str, Any]) -> str:
+    """A short fingerprint of a Deployment body."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _tolerations(user: list[dict[str, Any]], family: str, seconds: int) -> list[dict[str, Any]]:
@@ -103,3 +112,63 @@ def matches(desired: Any, live: Any) -> bool:
     if isinstance(desired, str) and isinstance(live, (int, float)) and not isinstance(live, bool):
         return desired == str(live)
     return bool(desired == live)
+
+
+def replacement(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
+    """The whole Deployment to PUT when fields someone else set must go (an apply cannot remove
+    another manager's fields): our spec, our labels and owner, the live annotations (the
+    Deployment controller keeps its revision there) and resourceVersion (a concurrent change
+    makes the write fail instead of being overwritten unseen)."""
+    body = copy.deepcopy(dict(desired))
+    live_meta = live.get("metadata") or {}
+    meta = body["metadata"]
+    meta["labels"] = {**(live_meta.get("labels") or {}), **meta["labels"]}
+    meta["annotations"] = {**(live_meta.get("annotations") or {}),
+                           **(meta.get("annotations") or {})}
+    if live_meta.get("resourceVersion"):
+        meta["resourceVersion"] = live_meta["resourceVersion"]
+    return body
+
+
+def is_owned(body: Mapping[str, Any]) -> bool:
+    """A Deployment is ours when an InferencePool is its controller (owner reference): labels
+    can be removed by anyone, and a Deployment without them would be forgotten for good."""
+    refs = (body.get("metadata") or {}).get("ownerReferences") or []
+    return any(isinstance(r, Mapping) and r.get("controller") is True
+               and r.get("kind") == "InferencePool"
+               and str(r.get("apiVersion", "")).split("/", 1)[0] == lbl.GROUP for r in refs)
+
+
+# Set by `kubectl rollout restart`: a deliberate restart, not drift (reverting it would restart
+# every replica a second time).
+_RESTARTED_AT = ("f:spec", "f:template", "f:metadata", "f:annotations",
+                 "f:kubectl.kubernetes.io/restartedAt")
+
+
+def foreign_fields(managed_fields: Any, manager: str = lbl.FIELD_MANAGER) -> list[str]:
+    """Spec fields of a Deployment that another field manager set and we do not: drift outside
+    the fields the operator sets (e.g. `hostNetwork: true` or an env var added by hand), which
+    `matches` cannot see and a server-side apply does not remove. Read from
+    metadata.managedFields; fields the server defaulted belong to no manager."""
+    ours: set[tuple[str, ...]] = set()
+    theirs: set[tuple[str, ...]] = set()
+    for entry in managed_fields or []:
+        if not isinstance(entry, Mapping) or entry.get("subresource") == "status":
+            continue
+        fields = (entry.get("fieldsV1") or {}).get("f:spec")
+        if not isinstance(fields, Mapping):
+            continue
+        into = ours if entry.get("manager") == manager else theirs
+        into.update(_leaves(fields, ("f:spec",)))
+    return sorted(".".join(p) for p in theirs - ours if p[:len(_RESTARTED_AT)] != _RESTARTED_AT)
+
+
+def _leaves(fields: Mapping[str, Any], prefix: tuple[str, ...]) -> set[tuple[str, ...]]:
+    out: set[tuple[str, ...]] = set()
+    for key, value in fields.items():
+        path = prefix if key == "." else (*prefix, str(key))
+        if isinstance(value, Mapping) and value:
+            out |= _leaves(value, path)
+        else:
+            out.add(path)
+    return out

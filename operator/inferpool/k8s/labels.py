@@ -15,6 +15,9 @@ NODE_POOL = "inferpool.dev/node-pool"  # also the sandbox's node label for its p
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "inferpool"
 FIELD_MANAGER = "inferpool-operator"
+# On our Deployments: a fingerprint of the spec we want, so that a field we stopped setting
+# (e.g. a node selector label) shows as a difference, also to an operator that just started.
+DESIRED_DIGEST = "inferpool.dev/desired-digest"
 
 FAMILY_RESOURCE = {
     "nvidia": "nvidia.com/gpu",

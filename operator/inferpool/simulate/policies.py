@@ -3,8 +3,9 @@
 - `inferpool`: the operator's planner loop with its own code: DemandTracker per pool,
   HealthTracker (stockout and broken-variant backoff) fed with pod views, `planning.engine_call`
   for the engine's arguments, `place()`, then `make_before_break` and the replacement of pods on
-  failed nodes. Only the loop's glue is restated (which node pools are dead, the bookkeeping
-  of `rebalance_started`), because planner.py imports the Kubernetes client.
+  failed nodes. Only the loop's glue is restated, because planner.py imports the Kubernetes
+  client (the simulated nodes are never renamed nor in a zone-scale failure, so no pod keeps a
+  vanished node pool alive and nothing is frozen).
 - `static`: one Deployment per model on NVIDIA (the model's cheapest NVIDIA variant per rps),
   scaled by the same DemandTracker like an autoscaler would; the Kubernetes scheduler spreads its
   pods over every node pool of that product; a failed node's pods leave only by eviction.
@@ -25,15 +26,16 @@ from typing import Protocol
 
 from inferpool.api.inference_pool import InferencePool
 from inferpool.controller.demand import scaling_settings
-from inferpool.controller.health import Backoff, HealthTracker
+from inferpool.controller.health import Backoff, HealthTracker, dead_node_pools
 from inferpool.controller.planning import ClusterInputs, engine_call
 from inferpool.controller.settings import Settings
 from inferpool.controller.translate import (
     LiveDeployment,
+    MoveClock,
     ParsedPool,
     make_before_break,
+    time_moves,
     to_demand,
-    unready,
 )
 from inferpool.placement import PlacementKey, PlacementOptions, Plan, PoolDemand, place
 from inferpool.placement.baselines import greedy_spillover
@@ -120,7 +122,7 @@ class InferpoolPolicy:
             broken=Backoff(initial=s.retry_backoff_seconds))
         self.timeouts = {p.key: float(p.model.spec.rollout.ready_timeout_seconds)
                          for p in self.tracked.pools}
-        self.rebalance_started: dict[str, float] = {}
+        self.moves: MoveClock = {}
         self.plans = 0
         self.stockout_trips = 0
         self._cache: dict[PlanKey, Plan] = {}
@@ -153,19 +155,11 @@ class InferpoolPolicy:
             self._cache = {key: plan}
             self.plans += 1
         # 4. apply, make-before-break (the planner's step 4)
-        names = {p.name for p in snapshot.pools}
-        dead = {k[2] for k in live if k[2] not in names} | {
-            p.name for p in snapshot.pools
-            if not any(n.ready and n.schedulable for n in snapshot.nodes_of(p.name))}
-        no_hold = frozenset(dead) | frozenset(stocked_out)
-        starting = unready(plan.replicas, live)
-        for pool_key in list(self.rebalance_started):
-            if pool_key not in starting:
-                del self.rebalance_started[pool_key]
-        for pool_key in starting:
-            self.rebalance_started.setdefault(pool_key, now)
-        gate = make_before_break(plan.replicas, live, self.tracked.by_key,
-                                 self.rebalance_started, now, no_hold, broken)
+        dead = dead_node_pools(snapshot, {k[2] for k in live}, frozenset())
+        no_hold = dead | frozenset(stocked_out)
+        started = time_moves(self.moves, plan.replicas, live, now)
+        gate = make_before_break(plan.replicas, live, self.tracked.by_key, started, now,
+                                 no_hold, broken)
         cluster.set_targets(gate.targets, self.tracked.shapes(gate.targets),
                             float(self.settings.toleration_seconds), now)
         if self.settings.replace_pods_on_failed_nodes:
