@@ -1,13 +1,29 @@
-"""Per-InferencePool demand: one load source and one DemandTracker each, kept across plans."""
+"""Per-InferencePool demand: one load source and one DemandTracker each, kept across plans.
+
+Two rules keep the operator's own life from costing replicas:
+
+- A tracker that starts (operator restart, a new leader) starts from what serves the pool, not
+  from the floor: `initial_required_rps`. Its seed enters the scale-down window, so nothing is
+  removed for one window.
+- A plan never waits long for a load source: reads run as tasks of their own, at most one in
+  flight per pool, and a reconcile waits at most `wait_seconds` for them. A pool whose read is
+  still running is planned with the last value its tracker knows; once that read has run for
+  `overdue_seconds` the pool reports `ReadingOverdue` (DemandUnknown, with the held value's age).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from inferpool.api.inference_pool import InferencePool
+from inferpool.controller.translate import LiveDeployment, ParsedPool
+from inferpool.placement import PlacementKey
 from inferpool.scaling.clock import Clock
 from inferpool.scaling.recommender import DemandStatus, DemandTracker, ScalingSettings
 from inferpool.scaling.sources import (
@@ -21,6 +37,8 @@ from inferpool.scaling.urls import url_allowed, without_credentials
 
 # Resolves a Secret reference (namespace, name, key) to its value; None when unreadable.
 SecretReader = Callable[[str, str, str], "str | None"]
+
+REASON_OVERDUE = "ReadingOverdue"  # a read has run past overdue_seconds: planning on held demand
 
 
 def scaling_settings(model: InferencePool) -> ScalingSettings:
@@ -38,23 +56,77 @@ def scaling_settings(model: InferencePool) -> ScalingSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What serves one InferencePool now: its Deployments and its last status."""
+
+    ready_rps: float  # Ready replicas x their variant's capacity
+    desired_rps: float = 0.0  # the Deployments' spec.replicas x capacity
+    last_demand_rps: float | None = None  # status.demand
+    last_required_rps: float | None = None  # status.requiredCapacity, same generation only
+
+
+def _number(value: Any) -> float | None:
+    # the status is ours, but anyone can edit it: anything but a finite number >= 0 is ignored
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def running(pool: ParsedPool, live: Mapping[PlacementKey, LiveDeployment]) -> Running:
+    """`live`: the pool's own Deployments (others are ignored)."""
+    capacity = {v.name: v.capacity for v in pool.model.spec.variants}
+    mine = [(capacity.get(k[1], 0.0), d) for k, d in live.items() if k[0] == pool.key]
+    status = pool.body.get("status")
+    status = status if isinstance(status, Mapping) else {}
+    same_generation = status.get("observedGeneration") == pool.generation
+    return Running(
+        ready_rps=sum(c * d.ready for c, d in mine),
+        desired_rps=sum(c * d.replicas for c, d in mine),
+        last_demand_rps=_number(status.get("demand")),
+        last_required_rps=_number(status.get("requiredCapacity")) if same_generation else None)
+
+
+def initial_required_rps(settings: ScalingSettings, now: Running) -> float:
+    """Where a new tracker starts: everything Ready, plus replicas still starting as far as the
+    last status needed them. Never above what the Deployments ask for, so a status written long
+    ago (a busier hour) does not scale a restarted operator's pools up. Never below the floor."""
+    wanted = [r for r in (now.last_required_rps,
+                          None if now.last_demand_rps is None
+                          else now.last_demand_rps / settings.target_utilization)
+              if r is not None]
+    floor = max(settings.min_capacity_rps, settings.safe_floor_rps)
+    return max(floor, now.ready_rps, min(now.desired_rps, max(wanted, default=0.0)))
+
+
 @dataclass
 class _Entry:
     fingerprint: Any
     source: LoadSource
     tracker: DemandTracker
+    read: asyncio.Task[Reading] | None = None  # the read in flight, or done and not yet observed
+    started: float = 0.0  # when `read` started (clock seconds)
+    seen_reading: bool = False  # the tracker has observed one reading (good or failed)
+    armed: bool = False  # the planner is to be woken when the first reading comes
 
 
 class DemandBook:
     def __init__(self, clock: Clock, default_prometheus_url: str | None,
                  read_secret: SecretReader | None = None,
-                 allowed_urls: Sequence[str] = ()) -> None:
+                 allowed_urls: Sequence[str] = (), *, wait_seconds: float = 0.5,
+                 overdue_seconds: float = 30.0,
+                 on_late_first_reading: Callable[[str], None] | None = None) -> None:
         self._clock = clock
         self._default_url = default_prometheus_url
         # What spec.demand.prometheus.url may be: the operator's own URL is always allowed.
         self._allowed = tuple(allowed_urls) + ((default_prometheus_url,)
                                                if default_prometheus_url else ())
         self._read_secret = read_secret
+        self._wait = wait_seconds
+        self._overdue = overdue_seconds
+        # A new pool's first reading that comes after the plan: the planner re-plans at once
+        # rather than a tick later (only the first, so slow sources cannot drive the loop).
+        self._on_late_first = on_late_first_reading
         self._entries: dict[str, _Entry] = {}
 
     def _source(self, key: str, model: InferencePool) -> LoadSource | Reading:
@@ -88,44 +160,95 @@ class DemandBook:
                                                  bearer_token=token))
 
     async def observe_all(self, pools: Mapping[str, InferencePool],
-                          capacity: Mapping[str, float]) -> dict[str, DemandStatus]:
+                          now_running: Mapping[str, Running]) -> dict[str, DemandStatus]:
+        """One observation per pool, for one plan. Waits at most `wait_seconds` for reads."""
         for gone in set(self._entries) - set(pools):
             await self._close(self._entries.pop(gone))
-        readings = await asyncio.gather(*(self._read(k, m) for k, m in pools.items()))
+        entries = {key: await self._entry(key, model, now_running.get(key))
+                   for key, model in pools.items()}
+        now = self._clock.now()
+        for key, entry in entries.items():
+            if entry.read is None:
+                entry.read = asyncio.create_task(self._read(entry.source),
+                                                 name=f"demand-read {key}")
+                entry.started = now
+        pending = [e.read for e in entries.values() if e.read is not None and not e.read.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self._wait)
+        now = self._clock.now()
         out: dict[str, DemandStatus] = {}
-        for (key, _model), reading in zip(pools.items(), readings, strict=True):
-            out[key] = self._entries[key].tracker.observe(reading,
-                                                          capacity_rps=capacity.get(key))
+        for key, entry in entries.items():
+            capacity = now_running[key].ready_rps if key in now_running else None
+            task = entry.read
+            assert task is not None
+            if task.done():
+                entry.read = None
+                entry.seen_reading = True
+                out[key] = entry.tracker.observe(task.result(), capacity_rps=capacity)
+                continue
+            if not entry.seen_reading and not entry.armed and self._on_late_first is not None:
+                entry.armed = True
+                task.add_done_callback(partial(self._late_first, key, entry))
+            running_for = now - entry.started
+            if running_for >= self._overdue:
+                out[key] = entry.tracker.observe(Reading.failed(
+                    REASON_OVERDUE, f"the load source has given no answer for "
+                    f"{running_for:.0f}s (a read is still running; planning goes on without "
+                    "it)"), capacity_rps=capacity)
+            else:
+                out[key] = entry.tracker.recommend()  # the latest known value, as it stands
         return out
 
-    async def _read(self, key: str, model: InferencePool) -> Reading:
+    async def forget(self) -> None:
+        """Drop every tracker and source (on taking leadership): the next plan builds them
+        again, seeded from what runs then, not from a history another leader has overtaken."""
+        await self.close()
+
+    def _late_first(self, key: str, entry: _Entry, task: asyncio.Task[Reading]) -> None:
+        if (not task.cancelled() and self._entries.get(key) is entry and not entry.seen_reading
+                and self._on_late_first is not None):
+            self._on_late_first(key)
+
+    async def _entry(self, key: str, model: InferencePool, now: Running | None) -> _Entry:
         fingerprint = (model.spec.demand.model_dump_json(), model.spec.replicas.min,
                        tuple(v.capacity for v in model.spec.variants))
         entry = self._entries.get(key)
-        if entry is None or entry.fingerprint != fingerprint:
-            settings = scaling_settings(model)
-            made = self._source(key, model)
-            source: LoadSource = made if not isinstance(made, Reading) else _Failed(made)
-            if entry is None:
-                tracker = DemandTracker(settings, self._clock)
-            else:
-                await self._close(entry)
-                tracker = entry.tracker
-                tracker.settings = settings  # keep the history across a spec edit
-            entry = self._entries[key] = _Entry(fingerprint, source, tracker)
+        if entry is not None and entry.fingerprint == fingerprint:
+            return entry
+        settings = scaling_settings(model)
+        made = self._source(key, model)
+        source: LoadSource = made if not isinstance(made, Reading) else _Failed(made)
+        if entry is None:
+            seed = initial_required_rps(settings, now or Running(0.0))
+            tracker = DemandTracker(settings, self._clock, initial_required_rps=seed)
+        else:
+            await self._close(entry)
+            tracker = entry.tracker
+            tracker.settings = settings  # keep the history across a spec edit
+        entry = self._entries[key] = _Entry(fingerprint, source, tracker,
+                                            seen_reading=entry is not None and entry.seen_reading)
+        return entry
+
+    @staticmethod
+    async def _read(source: LoadSource) -> Reading:
         try:
-            return await entry.source.read()
+            return await source.read()
         except Exception as exc:  # a source must never take the planner down
             return Reading.failed("SourceError", f"{type(exc).__name__}: {exc}")
 
     async def _close(self, entry: _Entry) -> None:
+        if entry.read is not None:
+            entry.read.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await entry.read
+            entry.read = None
         if isinstance(entry.source, PrometheusSource):
             await entry.source.aclose()
 
     async def close(self) -> None:
-        for entry in self._entries.values():
+        entries, self._entries = list(self._entries.values()), {}
+        for entry in entries:
             await self._close(entry)
-        self._entries.clear()
 
 
 class _Failed:

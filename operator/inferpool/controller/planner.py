@@ -22,9 +22,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from inferpool.cluster import ClusterSnapshot
+from inferpool.controller import demand as dm
 from inferpool.controller import planning
 from inferpool.controller import status as st
-from inferpool.controller.demand import DemandBook
 from inferpool.controller.health import (
     Backoff,
     HealthTracker,
@@ -94,8 +94,13 @@ class Planner:
         self._wake = asyncio.Event()
         self._wake_reasons: set[str] = set()
         self.clock = SystemClock()
-        self.demand = DemandBook(self.clock, settings.prometheus_url, self._read_secret,
-                                 settings.prometheus_allowed_urls)
+        # A read still running after two ticks is reported (its pool plans on held demand).
+        self.demand = dm.DemandBook(self.clock, settings.prometheus_url, self._read_secret,
+                                    settings.prometheus_allowed_urls,
+                                    wait_seconds=settings.demand_wait_seconds,
+                                    overdue_seconds=2 * settings.tick_seconds,
+                                    on_late_first_reading=lambda key: self.wake("demand read"))
+        self._leading = False  # as of the last wake-up: a change to True resets the demand book
         self.moves: MoveClock = {}  # make-before-break timers (translate.time_moves)
         self.disrupted: frozenset[str] = frozenset()  # zones last seen in a zone-scale failure
         # (namespace, name) -> (metadata.generation right after our own write, digest of what
@@ -154,7 +159,7 @@ class Planner:
             await asyncio.sleep(self.settings.debounce_seconds)  # gather a burst of changes
             self._wake.clear()
             reasons, self._wake_reasons = sorted(self._wake_reasons), set()
-            if not self.is_leader():
+            if not await self.follow_leadership():
                 continue
             try:
                 report = await self.reconcile()
@@ -166,6 +171,16 @@ class Planner:
                      phases_ms={k: round(v * 1000, 1) for k, v in report.phases.items()},
                      cost_per_hour=round(report.plan.cost_per_hour, 2) if report.plan else None,
                      invalid=report.invalid)
+
+    async def follow_leadership(self) -> bool:
+        """Whether this instance leads now. On taking the lead the demand trackers are dropped,
+        so the next plan seeds them from what runs, and the seed keeps every replica for one
+        scale-down window, whatever history this instance had from an earlier term."""
+        leading = self.is_leader()
+        if leading and not self._leading:
+            await self.demand.forget()
+        self._leading = leading
+        return leading
 
     # -- one reconcile ------------------------------------------------------------------------
 
@@ -189,9 +204,9 @@ class Planner:
         t0 = time.perf_counter()
         by_key = {p.key: p for p in pools}
         live_of = by_pool(live)
-        ready_capacity = {p.key: _ready_capacity(p, live_of.get(p.key, {})) for p in pools}
+        running = {p.key: dm.running(p, live_of.get(p.key, {})) for p in pools}
         demands = await self.demand.observe_all({k: p.model for k, p in by_key.items()},
-                                                ready_capacity)
+                                                running)
         report.phases["demand"] = time.perf_counter() - t0
 
         # 3. engine
@@ -547,12 +562,6 @@ async def _run_all(jobs: list[Callable[[], bool]], executor: Executor) -> list[b
 def _differs(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     return any(old.get(k) != v for k, v in new.items() if v is not None) or any(
         k in old and old[k] is not None for k, v in new.items() if v is None)
-
-
-def _ready_capacity(pool: ParsedPool, live: Mapping[PlacementKey, LiveDeployment]) -> float:
-    """`live`: the pool's own Deployments (others are ignored)."""
-    capacity = {v.name: v.capacity for v in pool.model.spec.variants}
-    return sum(d.ready * capacity.get(k[1], 0.0) for k, d in live.items() if k[0] == pool.key)
 
 
 def _destructive(targets: Mapping[PlacementKey, int], live: Mapping[PlacementKey, LiveDeployment],

@@ -28,6 +28,8 @@ class Settings(BaseModel):
     kubeconfig: str | None = None
     namespaces: Names = ()  # empty: all namespaces
     tick_seconds: float = Field(15.0, gt=0)  # periodic re-plan even when nothing changed
+    # longest a plan waits for demand reads in flight; slower ones are used by a later plan
+    demand_wait_seconds: float = Field(0.5, ge=0)
     debounce_seconds: float = Field(0.1, ge=0)  # changes arriving together make one plan
     lease_name: str = "inferpool-operator"
     lease_namespace: str = "default"
@@ -93,6 +95,8 @@ HELP: dict[str, str | None] = {
     "namespaces": "watch only these namespaces (comma-separated or repeated; default: all)",
     "tick_seconds": "re-plan at least this often, even when nothing changed (reads load "
                     "sources)",
+    "demand_wait_seconds": "longest a plan waits for load-source reads in flight; a pool "
+                           "whose read is slower is planned with its last known demand",
     "debounce_seconds": "changes arriving within this window make one plan",
     "lease_name": "coordination.k8s.io Lease that elects the one planning instance",
     "lease_namespace": "namespace of that Lease (env: also POD_NAMESPACE)",

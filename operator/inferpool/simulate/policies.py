@@ -95,7 +95,7 @@ def _live(cluster: SimCluster, now: float) -> dict[PlacementKey, LiveDeployment]
 
 def _ready_capacity(tracked: _Tracked, live: Mapping[PlacementKey, LiveDeployment]
                     ) -> dict[str, float]:
-    """As the planner's `_ready_capacity`: Ready replicas x the variant's capacity."""
+    """As the planner's `demand.running(...).ready_rps`: Ready replicas x the variant's capacity."""
     out = {key: 0.0 for key in tracked.by_key}
     for key, d in live.items():
         if key[0] in out:
