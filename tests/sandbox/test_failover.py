@@ -250,9 +250,11 @@ def test_a_renamed_node_pool_keeps_its_replicas_serving(sandbox: Sandbox, ns: st
             "metadata": {"name": adopter},
             "spec": {"family": "nvidia", "pricePerAcceleratorHour": 3.0, "nodeSelector": {
                 "karpenter.sh/nodepool": pool, "karpenter.sh/capacity-type": "on-demand"}}}))
+        # (plus the variant's product, which every placement pins: docs/operator.md)
         watch(lambda: selector() == {"karpenter.sh/nodepool": pool,
-                                     "karpenter.sh/capacity-type": "on-demand"} and rolled(),
-              "the Deployment pinned by the AcceleratorPool's selector")
+                                     "karpenter.sh/capacity-type": "on-demand",
+                                     "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+              and rolled(), "the Deployment pinned by the AcceleratorPool's selector")
         watch(lambda: sandbox.get_json("apool", adopter).get("status", {}).get("nodes") == 3,
               "the AcceleratorPool's status counting its nodes")
         # and it stays so over a few plans
