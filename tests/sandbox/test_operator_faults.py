@@ -16,7 +16,7 @@ import yaml
 
 from inferpool.controller.settings import Settings
 from inferpool.sandbox import control
-from tests.operator_process import OperatorProcess, install_crds
+from tests.operator_process import OperatorProcess
 from tests.sandbox.test_operator import V6E, apply, deployments, ipool, replicas, settle
 from tests.support import Sandbox, wait_for
 from tests.tcp_proxy import StallingProxy
@@ -24,21 +24,6 @@ from tests.tcp_proxy import StallingProxy
 pytestmark = pytest.mark.sandbox
 DEFAULTS = Settings()
 OFFSET_ENV = "INFERPOOL_TEST_WALL_CLOCK_OFFSET_SECONDS"
-
-
-@pytest.fixture
-def ops(sandbox: Sandbox) -> Iterator[list[OperatorProcess]]:
-    install_crds(sandbox)
-    started: list[OperatorProcess] = []
-    yield started
-    for op in started:
-        op.stop()
-
-
-@pytest.fixture
-def ns(sandbox: Sandbox, namespace: str) -> Iterator[str]:
-    yield namespace
-    sandbox.kubectl("delete", "ipool", "--all", "-n", namespace, "--wait=true", check=False)
 
 
 @pytest.fixture

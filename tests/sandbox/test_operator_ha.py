@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.operator_process import OperatorProcess, install_crds
+from tests.operator_process import OperatorProcess
 from tests.sandbox.test_operator import H100, V6E, apply, ipool, ready, replicas, settle
 from tests.support import Sandbox, wait_for
 
 pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture
-def ops(sandbox: Sandbox, tmp_path: Path) -> Iterator[list[OperatorProcess]]:
-    install_crds(sandbox)
-    started: list[OperatorProcess] = []
-    yield started
-    for op in started:
-        op.stop()
-
-
-@pytest.fixture
-def ns(sandbox: Sandbox, namespace: str) -> Iterator[str]:
-    yield namespace
-    sandbox.kubectl("delete", "ipool", "--all", "-n", namespace, "--wait=true", check=False)
 
 
 def test_standby_stays_idle_until_the_leader_dies(

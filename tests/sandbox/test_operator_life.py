@@ -16,7 +16,7 @@ from typing import Any, Self
 import pytest
 
 from inferpool.sandbox.prometheus import Exporter, PrometheusProcess
-from tests.operator_process import OperatorProcess, install_crds
+from tests.operator_process import OperatorProcess
 from tests.sandbox.test_operator import (
     H100,
     TRN2,
@@ -53,21 +53,6 @@ def prometheus(exporter: Exporter) -> Iterator[PrometheusProcess]:
     with PrometheusProcess([exporter.target]) as prom:
         prom.wait_until_up()
         yield prom
-
-
-@pytest.fixture
-def ops(sandbox: Sandbox) -> Iterator[list[OperatorProcess]]:
-    install_crds(sandbox)
-    started: list[OperatorProcess] = []
-    yield started
-    for op in started:
-        op.stop()
-
-
-@pytest.fixture
-def ns(sandbox: Sandbox, namespace: str) -> Iterator[str]:
-    yield namespace
-    sandbox.kubectl("delete", "ipool", "--all", "-n", namespace, "--wait=true", check=False)
 
 
 def loaded_pool(name: str, model: str, variant: dict[str, Any]) -> dict[str, Any]:
