@@ -137,16 +137,7 @@ def stockout(state: SandboxState, names: list[str]) -> None:
     api = core_api(state)
     for name in names:
         _patch(api, name, {"metadata": {"annotations": {STOCKOUT_ANNOTATION: "true"}}})
-        _patch_status(api, name, {"status": {"allocatable": {"pods": "0"}}})
-
-
-def _patch_status(api: client.CoreV1Api, name: str, body: dict[str, Any]) -> None:
-    try:
-        api.patch_node_status(name, body)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise SandboxError(f"no node {name!r} in the sandbox") from exc
-        raise
+        _patch(api, name, {"status": {"allocatable": {"pods": "0"}}}, status=True)
 
 
 def _clean(taints: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -199,15 +190,16 @@ def recover(state: SandboxState, names: list[str]) -> None:
         if (node.metadata.annotations or {}).get(STOCKOUT_ANNOTATION) == "true" \
                 and name in by_name:
             pods = str(by_name[name][0].pods)
-            _patch_status(api, name, {"status": {"allocatable": {"pods": pods}}})
+            _patch(api, name, {"status": {"allocatable": {"pods": pods}}}, status=True)
             _patch(api, name, {"metadata": {"annotations": {STOCKOUT_ANNOTATION: None}}})
         if (node.metadata.annotations or {}).get(FAILED_ANNOTATION) == "true":
             _replace(api, name, {pool_desc.KWOK_ANNOTATION: "fake", FAILED_ANNOTATION: None})
 
 
-def _patch(api: client.CoreV1Api, name: str, body: dict[str, Any]) -> None:
+def _patch(api: client.CoreV1Api, name: str, body: dict[str, Any], status: bool = False
+           ) -> None:
     try:
-        api.patch_node(name, body)
+        (api.patch_node_status if status else api.patch_node)(name, body)
     except ApiException as exc:
         if exc.status == 404:
             raise SandboxError(f"no node {name!r} in the sandbox") from exc
