@@ -52,13 +52,14 @@ def live() -> LiveDeployment:
 @pytest.mark.parametrize("status", [403, 422, 500])
 def test_every_kind_of_rejected_write_is_counted(status: int) -> None:
     p = planner(status)
-    assert not p._server_side_apply(DEPLOYMENT)
+    assert not p._write_deployment(DEPLOYMENT, None)  # server-side apply
+    assert not p._write_deployment(DEPLOYMENT, live().body)  # replace
     assert not p._delete(live())
     assert not p._delete_pod("serving", "chat-h100-h100-abc")
     assert not p._patch_status("inferencepools", "serving", "chat", {"readyReplicas": 1})
     assert not p._patch_status("acceleratorpools", None, "h100", {"nodes": 2})
     code = str(status)
-    assert errors(p, "Deployment", code) == 2  # the apply and the delete
+    assert errors(p, "Deployment", code) == 3  # the apply, the replace and the delete
     assert errors(p, "Pod", code) == 1
     assert errors(p, "InferencePool", code) == 1
     assert errors(p, "AcceleratorPool", code) == 1
@@ -72,5 +73,5 @@ def test_not_found_on_delete_or_status_is_not_a_rejection() -> None:
     assert not p._patch_status("inferencepools", "serving", "deleted", {})
     for kind in ("Deployment", "Pod", "InferencePool"):
         assert errors(p, kind, "404") is None
-    assert not p._server_side_apply(DEPLOYMENT)  # an apply into a vanished namespace is one
+    assert not p._write_deployment(DEPLOYMENT, None)  # an apply into a vanished namespace is one
     assert errors(p, "Deployment", "404") == 1
