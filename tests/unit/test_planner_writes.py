@@ -39,7 +39,7 @@ def errors(p: Planner, kind: str, code: str) -> float | None:
                                                {"kind": kind, "code": code})
 
 
-DEPLOYMENT = {"metadata": {"name": "chat-h100-h100", "namespace": "serving"},
+DEPLOYMENT = {"metadata": {"name": "chat-h100-h100", "namespace": "serving", "labels": {}},
               "spec": {"replicas": 1}}
 
 
