@@ -2,6 +2,11 @@
 a changed CRD take effect), uninstall (CRDs and InferencePools stay), and the operator run out of
 cluster with nothing but the chart's ServiceAccount token placing replicas: its RBAC is enough.
 
+The same run shows the RBAC is no more than enough: the API server's audit log (always on in
+the sandbox) lists every (group, resource, verb) the operator's ServiceAccount called, and that
+set must equal the chart's rules, minus the verbs the API server authorizes inside another call
+(documented in inferpool.k8s.access, `unaudited`).
+
 The sandbox's kubelets are simulated (KWOK) and every simulated node carries an accelerator
 taint, so the chart's own operator pod is admitted (under the restricted Pod Security Standard)
 but stays Pending and runs nothing; the operator under test is a local process.
@@ -29,7 +34,9 @@ import yaml
 
 from inferpool.api import crd
 from inferpool.k8s import access
+from inferpool.sandbox import audit, control
 from inferpool.sandbox.operator_process import wait_established
+from tests.operator_process import install_crds
 from tests.support import Sandbox, wait_for
 
 pytestmark = pytest.mark.sandbox
@@ -277,9 +284,9 @@ def workload_namespace(sandbox: Sandbox) -> Iterator[str]:
 
 @pytest.fixture
 def accelerator_pools(sandbox: Sandbox) -> Iterator[None]:
-    before = {p["metadata"]["name"] for p in sandbox.get_json("apool")["items"]} \
-        if sandbox.kubectl("get", "crd", crd.ACCELERATOR_POOL.crd_name,
-                           check=False).returncode == 0 else set()
+    # the CRDs first when this test runs alone (the chart's install adopts them)
+    install_crds(sandbox)
+    before = {p["metadata"]["name"] for p in sandbox.get_json("apool")["items"]}
     sandbox.kubectl("apply", "-f", str(REPO / "examples" / "accelerator-pools.yaml"))
     yield
     created = {p["metadata"]["name"] for p in sandbox.get_json("apool")["items"]} - before
@@ -332,6 +339,19 @@ def _concerns(line: str, namespace: str) -> bool:
     in our namespace too, or in a line that names no namespace (watches, cluster objects)."""
     named = re.search(r"\b(?:deployment|object)=(?:[a-z]+/)?([a-z0-9-]+)/[a-z0-9.-]+", line)
     return named is None or named.group(1) == namespace
+
+
+Rule = tuple[str, str, str]  # (API group, resource, verb)
+
+
+def granted_rules(sandbox: Sandbox, namespace: str) -> set[Rule]:
+    """What the installed release's ClusterRole and Role grant (read from the API server)."""
+    rules: set[Rule] = set()
+    for kind, extra in (("clusterrole", ()), ("role", ("-n", namespace))):
+        for rule in sandbox.get_json(kind, RELEASE, *extra)["rules"]:
+            rules |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"]
+                      for v in rule["verbs"]}
+    return rules
 
 
 def test_operator_as_the_chart_service_account_places_replicas(
@@ -398,6 +418,26 @@ def test_operator_as_the_chart_service_account_places_replicas(
                     "metadata"]["ownerReferences"][0]
                 assert owner["kind"] == "InferencePool"
                 assert owner["blockOwnerDeletion"] is True
+
+                # A field set by hand: the operator replaces the Deployment whole to remove it
+                # (`update deployments`; an apply never removes another manager's fields).
+                (made,) = sandbox.get_json("deployments", "-n", workload_namespace)["items"]
+                sandbox.kubectl("set", "env", f"deployment/{made['metadata']['name']}",
+                                "DEBUG=1", "-n", workload_namespace)
+                wait_for(lambda: not sandbox.get_json(
+                    "deployment", made["metadata"]["name"], "-n", workload_namespace)[
+                    "spec"]["template"]["spec"]["containers"][0].get("env"),
+                    timeout=30, what="the env var set by hand removed")
+
+                # Scaled to zero: the operator deletes its Deployment (`delete deployments`).
+                sandbox.kubectl("patch", "ipool", "tiny", "-n", workload_namespace,
+                                "--type=merge", "-p",
+                                '{"spec": {"replicas": {"min": 0}, "demand": {"fixed": 0, '
+                                '"scaleDown": {"stabilizationSeconds": 0}}}}')
+                wait_for(lambda: not sandbox.get_json(
+                    "deployments", "-n", workload_namespace,
+                    "-l", "app.kubernetes.io/managed-by=inferpool")["items"],
+                    timeout=60, what="the Deployment deleted after scaling to zero")
         finally:
             text = log.read_text(errors="replace") if log.exists() else ""
             print(text[-20000:])  # shown by pytest when the test fails
@@ -405,6 +445,26 @@ def test_operator_as_the_chart_service_account_places_replicas(
                    if re.search(r"(?i)forbidden|\(403\)|(status|code)\W{0,3}403", line)
                    and _concerns(line, workload_namespace)]
         assert not refused, "the chart's RBAC is not enough:\n" + "\n".join(refused[:10])
+
+        # No more than enough. The run above covered: the watches (list, watch), server-side
+        # apply of Deployments (patch), their replacement (update) and deletion, pod deletion on
+        # a failed node, status patches of InferencePools and AcceleratorPools, Events, the
+        # Lease (create, get, update; released on SIGTERM). The test's own kubectl calls as the
+        # ServiceAccount (whoami, the refused `get secrets`) are left out by their user agent.
+        user = f"system:serviceaccount:{namespace}:{account}"
+        state = control.load_state(sandbox.name)
+        assert state is not None
+        calls = audit.calls(state.log_dir, user, exclude_agents=("kubectl/",))
+        used = {c.rule for c in calls}
+        granted = granted_rules(sandbox, namespace)
+        implied = {(a.group, a.resource, v) for a in access.ACCESS for v in a.unaudited}
+        assert not used - granted, f"called but not granted: {sorted(used - granted)}"
+        assert not granted - implied - used, \
+            f"granted but never called: {sorted(granted - implied - used)}"
+        for call in calls:
+            if call.resource == "leases":
+                assert call.namespace == namespace, call
+                assert call.verb == "create" or call.name == RELEASE, call
     finally:
         sandbox.kubectl("delete", "ipool", "--all", "-n", workload_namespace, check=False)
         uninstall(sandbox, namespace)

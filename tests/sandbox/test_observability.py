@@ -12,8 +12,10 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.operator_process import OperatorProcess, running_operator
@@ -21,6 +23,8 @@ from tests.sandbox.test_operator import H100, V6E, apply, ipool, replicas, settl
 from tests.support import Sandbox, wait_for
 
 pytestmark = pytest.mark.sandbox
+
+REPO = Path(__file__).resolve().parents[2]
 
 PLACED = {"chat-v6e-v6e": 2, "chat-h100-h100": 1}  # 30 req/s, no family above 70%
 
@@ -119,6 +123,65 @@ def test_a_real_prometheus_sees_the_replicas(sandbox: Sandbox, ns: str,
         assert float(total[0]["value"][1]) == 3
         rate = prom.query('sum(inferpool_reconcile_total{result="success"})')
         assert float(rate[0]["value"][1]) > 0
+
+
+def chart_rules(sandbox: Sandbox) -> dict[str, Any]:
+    """The alerting rules as the chart renders them into its PrometheusRule."""
+    done = sandbox.helm("template", "ip", str(REPO / "charts" / "inferpool-operator"),
+                        "--set", "metrics.prometheusRule.enabled=true",
+                        "--show-only", "templates/prometheusrule.yaml")
+    spec: dict[str, Any] = yaml.safe_load(done.stdout)["spec"]
+    return spec
+
+
+@pytest.mark.prometheus
+def test_the_charts_shortfall_alert_fires_in_a_real_prometheus(
+        sandbox: Sandbox, ns: str, operator: OperatorProcess, tmp_path: Path) -> None:
+    """The chart's rules, loaded into Prometheus scraping the live operator: the shortfall
+    alert fires for the pool that is short, the operator-health alerts stay quiet. Every `for:`
+    is cut to 0s here; how long each alert waits is what tests/unit/alerts-test.yaml checks."""
+    from tests.prometheus_harness import (
+        PrometheusProcess,
+        PrometheusUnavailableError,
+        ensure_prometheus,
+    )
+
+    try:
+        binary = ensure_prometheus()
+    except PrometheusUnavailableError as exc:
+        pytest.skip(str(exc))
+    spec = chart_rules(sandbox)
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = "0s"
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(spec))
+    # The sandbox has 4 TPU v6e nodes: at most 40 req/s of the 100 asked for.
+    apply(sandbox, ns, ipool("big", 100, [V6E]))
+    with PrometheusProcess([f"127.0.0.1:{operator.metrics_port}"], binary=binary,
+                           rule_files=[rules]) as prom:
+        prom.wait_until_up()
+
+        def firing() -> dict[str, list[dict[str, str]]]:
+            out: dict[str, list[dict[str, str]]] = {}
+            for r in prom.query('ALERTS{alertstate="firing"}'):
+                out.setdefault(r["metric"]["alertname"], []).append(r["metric"])
+            return out
+
+        alerts = wait_for(lambda: any(a.get("inferencepool") == "big" and
+                                      a.get("namespace") == ns
+                                      for a in firing().get("InferpoolCapacityShortfall", []))
+                          and firing(), timeout=60, what="InferpoolCapacityShortfall firing")
+        (short,) = [a for a in alerts["InferpoolCapacityShortfall"]
+                    if a.get("namespace") == ns]
+        assert short["severity"] == "warning"
+        value = prom.query(f'inferpool_shortfall_requests_per_second{{namespace="{ns}"}}')
+        assert float(value[0]["value"][1]) == pytest.approx(60)
+        for quiet in ("InferpoolNoLeader", "InferpoolReconcileStale",
+                      "InferpoolReconcileFailing"):
+            assert quiet not in alerts, alerts[quiet]
+        assert not [a for a in alerts.get("InferpoolDemandUnknown", [])
+                    if a.get("namespace") == ns]
 
 
 def test_logs_are_json_with_object_references(sandbox: Sandbox, ns: str,

@@ -141,6 +141,7 @@ def test_access_list_is_well_formed() -> None:
         assert a.scope in ("cluster", "release-namespace")
         if a.own_object_only:
             assert "create" not in a.verbs, "create cannot be limited by resourceNames"
+        assert set(a.unaudited) <= set(a.verbs), a
     assert set(CONDITIONS) == {"prometheus.authSecrets", "operator.replacePodsOnFailedNodes"}
     for key in CONDITIONS:
         assert access.grants() < access.grants(enabled=[key])

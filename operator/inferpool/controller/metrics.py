@@ -8,7 +8,9 @@ reconcile and `reconcile_failed()` when one raises; the lease loop calls `set_le
 Naming follows Prometheus conventions (`inferpool_` prefix, base units in the name, `_total` for
 counters) and controller-runtime's shape (`..._reconcile_total{result}`, duration histograms).
 Label values are bounded: namespace, InferencePool, variant, family and node pool names (what the
-cluster's own objects define), phase and solver names (fixed sets). No pod or node names.
+cluster's own objects define), phase and solver names, kinds and HTTP codes (fixed sets). No pod
+or node names. The standard `process_*` and `python_info` collectors describe the process, and
+`inferpool_build_info` the versions; no `_created` series are exported.
 
 Gauges describing the latest plan are *synchronised*: a series whose InferencePool, variant or
 node pool disappeared is removed on the next reconcile, and all of them are removed when this
@@ -17,16 +19,29 @@ instance stops being the leader, so a standby never exports a stale copy of the 
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from importlib import metadata
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    make_wsgi_app,
+)
 
+import inferpool
 from inferpool.controller.translate import by_pool
 from inferpool.k8s import labels as lbl
 
@@ -40,6 +55,11 @@ if TYPE_CHECKING:
     from inferpool.scaling.recommender import DemandStatus
 
 log = structlog.get_logger("inferpool.metrics")
+
+# The `_created` series prometheus-client adds to every counter and histogram double their
+# series for a timestamp no dashboard or alert reads. The switch is process-wide; the operator's
+# process exports only this registry.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PHASES = ("snapshot", "demand", "engine", "apply", "status")
 # Planner and solver durations run from about a millisecond (steady state, small cluster) to
@@ -61,6 +81,13 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
+        # the standard process_* (CPU, memory, file descriptors, start time) and python_info
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info("inferpool_build", "Versions of the operator, its Python and its solver (always 1).",
+             registry=r).info({"version": inferpool.__version__,
+                               "python_version": platform.python_version(),
+                               "highspy_version": _version("highspy")})
         self._lock = threading.Lock()
         # gauge -> the label sets it exported last time (to remove the ones that disappear)
         self._exported: dict[Gauge, set[LabelValues]] = {}
@@ -95,6 +122,10 @@ class OperatorMetrics:
             "inferpool_api_writes_total",
             "Successful API writes by the planner: Deployments applied or deleted, pods "
             "replaced, statuses patched.", registry=r)
+        self.api_write_errors = Counter(
+            "inferpool_api_write_errors_total",
+            "API writes by the planner that failed, by the kind of object written and the HTTP "
+            "status code (none: no answer).", ["kind", "code"], registry=r)
         self.last_success = Gauge(
             "inferpool_last_reconcile_success_timestamp_seconds",
             "Unix time of the latest successful reconcile.", registry=r)
@@ -213,6 +244,10 @@ class OperatorMetrics:
 
     def reconcile_failed(self) -> None:
         self.reconcile_total.labels("error").inc()
+
+    def write_failed(self, kind: str, code: int | None) -> None:
+        """A write (apply, delete, status patch) the API server refused or never answered."""
+        self.api_write_errors.labels(kind, str(code) if code else "none").inc()
 
     def pods_replaced(self, count: int = 1) -> None:
         if count > 0:
@@ -444,6 +479,13 @@ class OperatorMetrics:
         self._failover_keys.clear()
         self._last_planned.clear()
         self._active_failures.clear()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 # -- HTTP: /metrics, /readyz, /healthz -------------------------------------------------------

@@ -330,6 +330,7 @@ class Planner:
             log.warning("apply failed" if replacing is None else "replace failed",
                         deployment=f"{meta['namespace']}/{meta['name']}",
                         status=exc.status, reason=exc.reason)
+            self.metrics.write_failed("Deployment", exc.status)
             return False
         self.written[(meta["namespace"], meta["name"])] = (
             int(written["metadata"].get("generation") or 0), dep.digest(body))
@@ -350,6 +351,7 @@ class Planner:
             if exc.status != 404:
                 log.warning("delete failed", deployment=f"{d.namespace}/{d.name}",
                             status=exc.status)
+                self.metrics.write_failed("Deployment", exc.status)
             return False
         self.written.pop((d.namespace, d.name), None)
         return True
@@ -390,6 +392,7 @@ class Planner:
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("pod delete failed", pod=f"{namespace}/{name}", status=exc.status)
+                self.metrics.write_failed("Pod", exc.status)
             return False
         log.info("replacing pod on a failed node", pod=f"{namespace}/{name}")
         self.metrics.pods_replaced()
@@ -503,6 +506,9 @@ class Planner:
             if exc.status != 404:
                 log.warning("status write failed", object=f"{plural}/{namespace}/{name}",
                             status=exc.status, reason=exc.reason, body=str(exc.body)[:300])
+                self.metrics.write_failed(
+                    "InferencePool" if plural == "inferencepools" else "AcceleratorPool",
+                    exc.status)
             return False
         log.debug("status updated", object=f"{plural}/{namespace or ''}/{name}", status=status)
         return True

@@ -1,7 +1,8 @@
 """`inferpool sandbox up | down | status`: a real control plane with simulated accelerator nodes.
 
-etcd, kube-apiserver (RBAC, TLS, service-account tokens), kube-controller-manager (short node
-monitor grace period), kube-scheduler and kwok run as local processes; KWOK fakes the kubelets of
+etcd, kube-apiserver (RBAC, TLS, service-account tokens, an audit log of ServiceAccount
+requests: sandbox/audit.py), kube-controller-manager (short node monitor grace period),
+kube-scheduler and kwok run as local processes; KWOK fakes the kubelets of
 nodes made from a pool description. Each sandbox lives in its own folder with its own ports, so
 several can run at once.
 """
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inferpool.sandbox import binaries, kubeconfig, pki, processes
+from inferpool.sandbox import audit, binaries, kubeconfig, pki, processes
 from inferpool.sandbox import pools as pool_desc
 from inferpool.sandbox.errors import SandboxError
 
@@ -62,6 +63,11 @@ class SandboxState:
     @property
     def path(self) -> Path:
         return Path(self.directory)
+
+    @property
+    def log_dir(self) -> Path:
+        """The components' logs and the API server's audit log (audit.LOG_NAME)."""
+        return self.path / "logs"
 
     def alive(self) -> dict[str, bool]:
         return {c: processes.is_ours(pid, c) for c, pid in self.pids.items()}
@@ -162,6 +168,7 @@ def _start_all(state: SandboxState, bins: dict[str, Path], stages: Path, node_co
     ])
     _wait_http(f"{etcd_url}/health", "etcd", state, timeout=30)
 
+    (d / AUDIT_POLICY).write_text(json.dumps(audit.POLICY))  # JSON is YAML
     launch("kube-apiserver", apiserver_args(state))
     ssl_ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
     ssl_ctx.load_cert_chain(pki_dir / "admin.crt", pki_dir / "admin.key")
@@ -214,6 +221,9 @@ def _start_all(state: SandboxState, bins: dict[str, Path], stages: Path, node_co
     log(f"control plane of sandbox {state.name!r} is up at {state.server}")
 
 
+AUDIT_POLICY = "audit-policy.yaml"  # in the sandbox's folder, written by `up`
+
+
 def apiserver_args(state: SandboxState, extra: tuple[str, ...] = ()) -> list[str]:
     d, p = state.path, state.ports
     pki_dir = d / "pki"
@@ -229,7 +239,10 @@ def apiserver_args(state: SandboxState, extra: tuple[str, ...] = ()) -> list[str
         f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
         "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
         "--endpoint-reconciler-type=none", "--max-requests-inflight=800",
-        "--max-mutating-requests-inflight=400", *extra,
+        "--max-mutating-requests-inflight=400",
+        # as on OpenShift: setting blockOwnerDeletion needs `update` on the owner's finalizers
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+        *audit.server_flags(d / AUDIT_POLICY, state.log_dir), *extra,
     ]
 
 

@@ -178,6 +178,7 @@ class PrometheusProcess:
         binary: Path | None = None,
         scrape_interval_seconds: float = 1.0,
         port: int | None = None,
+        rule_files: Sequence[Path] = (),
     ) -> None:
         self.binary = binary or ensure_prometheus()
         self.targets = list(targets)
@@ -191,6 +192,8 @@ class PrometheusProcess:
             "scrape_configs": [
                 {"job_name": "exporter", "static_configs": [{"targets": self.targets}]}
             ],
+            # alerting rules are evaluated (ALERTS series) even with no Alertmanager
+            "rule_files": [str(f) for f in rule_files],
         }
         # JSON is YAML: no YAML dependency needed for a config this small.
         (self.workdir / "prometheus.yml").write_text(json.dumps(config, indent=2))

@@ -1,0 +1,77 @@
+"""A write the API server refuses is counted by kind and HTTP code (the "writes rejected" alert
+reads that counter), and the planner carries on; a 404 on a delete or on the status of an object
+deleted meanwhile is not a rejection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from inferpool.controller.planner import Planner
+from inferpool.controller.settings import Settings
+from inferpool.controller.translate import LiveDeployment
+
+
+class Refusing:
+    """Stands for AppsV1Api, CoreV1Api and CustomObjectsApi: every call raises `status`."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*_args: Any, **_kwargs: Any) -> None:
+            self.calls.append(name)
+            raise ApiException(status=self.status, reason="refused")
+        return call
+
+
+def planner(status: int) -> Planner:
+    p = Planner(Settings(), api=None)  # type: ignore[arg-type]
+    p.apps = p.core = p.custom = Refusing(status)  # type: ignore[assignment]
+    return p
+
+
+def errors(p: Planner, kind: str, code: str) -> float | None:
+    return p.metrics.registry.get_sample_value("inferpool_api_write_errors_total",
+                                               {"kind": kind, "code": code})
+
+
+DEPLOYMENT = {"metadata": {"name": "chat-h100-h100", "namespace": "serving", "labels": {}},
+              "spec": {"replicas": 1}}
+
+
+def live() -> LiveDeployment:
+    return LiveDeployment(key=("serving/chat", "h100", "h100"), namespace="serving",
+                          name="chat-h100-h100", replicas=1, ready=1,
+                          body=DEPLOYMENT)
+
+
+@pytest.mark.parametrize("status", [403, 422, 500])
+def test_every_kind_of_rejected_write_is_counted(status: int) -> None:
+    p = planner(status)
+    assert not p._write_deployment(DEPLOYMENT, None)  # server-side apply
+    assert not p._write_deployment(DEPLOYMENT, live().body)  # replace
+    assert not p._delete(live())
+    assert not p._delete_pod("serving", "chat-h100-h100-abc")
+    assert not p._patch_status("inferencepools", "serving", "chat", {"readyReplicas": 1})
+    assert not p._patch_status("acceleratorpools", None, "h100", {"nodes": 2})
+    code = str(status)
+    assert errors(p, "Deployment", code) == 3  # the apply, the replace and the delete
+    assert errors(p, "Pod", code) == 1
+    assert errors(p, "InferencePool", code) == 1
+    assert errors(p, "AcceleratorPool", code) == 1
+    assert p.metrics.registry.get_sample_value("inferpool_api_writes_total") == 0
+
+
+def test_not_found_on_delete_or_status_is_not_a_rejection() -> None:
+    p = planner(404)
+    assert not p._delete(live())
+    assert not p._delete_pod("serving", "gone")
+    assert not p._patch_status("inferencepools", "serving", "deleted", {})
+    for kind in ("Deployment", "Pod", "InferencePool"):
+        assert errors(p, kind, "404") is None
+    assert not p._write_deployment(DEPLOYMENT, None)  # an apply into a vanished namespace is one
+    assert errors(p, "Deployment", "404") == 1
