@@ -16,9 +16,14 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
-    UV_NO_CACHE=1
-RUN python -m pip install uv==0.13.8 \
+    UV_NO_CACHE=1 \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# uv goes into a venv of its own (this stage only): the same on the official Python image and on
+# a base built from Debian's python3 + python3-venv, whose system pip is absent and managed by apt.
+RUN python -m venv /opt/uv \
+ && /opt/uv/bin/pip install uv==0.13.8 \
  && python -m venv --without-pip /opt/inferpool
+ENV PATH=/opt/uv/bin:$PATH
 WORKDIR /src
 # Dependencies first, in their own layer: it is rebuilt only when the lock or pyproject change.
 COPY pyproject.toml uv.lock README.md ./

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv lock test-latest lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo \
+.PHONY: help venv lock test-latest lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo image \
         bench-engine bench-scaling bench-failover bench-operator bench-scale simulate clean
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make lock        re-resolve uv.lock after editing pyproject.toml (LOCK_ARGS=--upgrade: newest allowed)"
 	@echo "make test-latest the unit tests with the newest versions pyproject.toml allows (in .venv-latest)"
 	@echo "make sandbox-bin build or find the sandbox binaries (cached in ~/.cache/inferpool)"
+	@echo "make image       build the operator image (own dockerd, Debian-built base) and check it"
 	@echo "make crds        regenerate crds/ from the pydantic models"
 
 $(STAMP): pyproject.toml uv.lock
@@ -41,7 +42,7 @@ test-latest: venv
 	rm -rf .venv-latest
 	$(BIN)/uv venv -q --python $(BIN)/python .venv-latest
 	$(BIN)/uv pip install -q --python .venv-latest/bin/python -e '.[dev]'
-	.venv-latest/bin/pytest -m "not sandbox and not prometheus" -p no:cacheprovider
+	.venv-latest/bin/pytest -m "not sandbox and not prometheus and not docker" -p no:cacheprovider
 
 lint: venv
 	$(BIN)/ruff check operator tests bench
@@ -55,7 +56,7 @@ test: lint sandbox-bin prometheus
 	$(BIN)/pytest
 
 test-unit: venv
-	$(BIN)/pytest -m "not sandbox and not prometheus"
+	$(BIN)/pytest -m "not sandbox and not prometheus and not docker"
 
 sandbox-up: sandbox-bin
 	$(BIN)/inferpool sandbox up
@@ -74,6 +75,11 @@ demo: sandbox-bin prometheus
 # Debian's Prometheus for the demo and the load tests (our own process; the service is not used)
 prometheus: venv
 	$(BIN)/python -c 'from inferpool.sandbox.prometheus import ensure_prometheus; print(ensure_prometheus())'
+
+# The operator image, built by our own dockerd (docker.io, started by us) on a Debian-built base
+# where Docker Hub cannot be reached (IMAGE_ARGS=--base python:3.11.13-slim-bookworm where it can)
+image: venv
+	$(BIN)/inferpool sandbox image $(IMAGE_ARGS)
 
 bench-engine: venv
 	$(BIN)/python -m bench.engine

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 
 import highspy
@@ -21,19 +20,22 @@ INF = float("inf")
 def _construct_first_highs_silently() -> None:
     """HiGHS >= 1.16 prints a banner straight to file descriptor 1 when a process constructs its
     first `Highs()`, before `output_flag` can be set: that would break `--output json` and the
-    operator's JSON log. Construct that first instance with fd 1 pointed at a temporary file and
-    pass what it printed to the log at debug (stdlib logging: never stdout, even before the
-    log is configured). Done once, at import, before any thread of ours writes to stdout."""
+    operator's JSON log. Construct that first instance with fd 1 pointed at a pipe and pass what
+    it printed to the log at debug (stdlib logging: never stdout, even before the log is
+    configured). A pipe, not a temporary file: the image runs with a read-only root and may have
+    no writable /tmp; the banner (a few hundred bytes) fits the pipe's buffer, so nothing blocks.
+    Done once, at import, before any thread of ours writes to stdout."""
     sys.stdout.flush()
     saved = os.dup(1)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 1)
-        try:
-            highspy.Highs()  # type: ignore[no-untyped-call]
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        capture.seek(0)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 1)
+    os.close(write_end)
+    try:
+        highspy.Highs()  # type: ignore[no-untyped-call]
+    finally:
+        os.dup2(saved, 1)  # closes the pipe's last write end held as fd 1
+        os.close(saved)
+    with os.fdopen(read_end, "rb") as capture:
         banner = capture.read().decode(errors="replace").strip()
     if banner:
         logging.getLogger("inferpool.highs").debug("HiGHS banner: %s", banner)

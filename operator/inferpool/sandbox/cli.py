@@ -45,6 +45,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         "(not served from the watch cache) get 410 Gone", _compact_etcd)
     sub.add_parser("build", help="build (or find) the sandbox binaries and print their paths"
                    ).set_defaults(func=_guarded(_build))
+    p = sub.add_parser("image", help="build the operator image from the Dockerfile with our own "
+                       "dockerd and check it (non-root, read-only root); prints a JSON report",
+                       description="build the operator image from the Dockerfile with our own "
+                       "dockerd and check it (non-root, read-only root); prints a JSON report")
+    p.add_argument("--tag", default="inferpool-operator:dev", help="default: %(default)s")
+    p.add_argument("--base", help="the Dockerfile's PYTHON_IMAGE (default: a Debian-built "
+                   "stand-in for python:3.11-slim-bookworm, made once with debootstrap)")
+    p.add_argument("--context", type=Path, default=Path("."),
+                   help="directory with the Dockerfile (default: the current one)")
+    p.set_defaults(func=_guarded(_image))
     for action, help_text in (
         ("fail", "stop the simulated kubelet of nodes (they go NotReady, as when it dies)"),
         ("cordon", "mark nodes unschedulable"),
@@ -120,6 +130,21 @@ def _build(args: argparse.Namespace) -> int:
 
     for name, path in binaries.ensure(_log).items():
         print(f"{name}\t{path}")
+    return 0
+
+
+def _image(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from inferpool.sandbox import image
+    from inferpool.sandbox.docker_engine import DockerEngine
+
+    engine = DockerEngine.ensure(_log)
+    try:
+        report = image.build(engine, args.context, args.tag, args.base, log=_log)
+    finally:
+        engine.stop()  # only if started here; images stay in its data root
+    print(json.dumps(asdict(report), indent=2))
     return 0
 
 

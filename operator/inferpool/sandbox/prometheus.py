@@ -14,7 +14,6 @@ its own config, data directory and port, removed on close.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -29,6 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from inferpool.sandbox import debian
+from inferpool.sandbox.errors import SandboxError
+
 VLLM_SUCCESS = "vllm:request_success_total"
 VLLM_WAITING = "vllm:num_requests_waiting"
 
@@ -39,27 +41,11 @@ class PrometheusUnavailableError(RuntimeError):
 
 def ensure_prometheus() -> Path:
     """Path to a prometheus binary; as root, install Debian's package if there is none."""
-    found = shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
-    )
-    if found:
-        return Path(found)
-    if os.geteuid() != 0:
-        raise PrometheusUnavailableError(
-            "prometheus is not installed and we are not root to apt-get it"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
-    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
-        # Stale package lists are the usual cause; refresh once and retry.
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-        done = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise PrometheusUnavailableError(f"apt-get install prometheus failed:\n{done.stderr}")
-    found = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(found).exists():
-        raise PrometheusUnavailableError("prometheus package installed but no binary found")
-    return Path(found)
+    try:
+        debian.ensure_commands({"prometheus": "prometheus"})
+        return Path(debian.command_path("prometheus"))
+    except SandboxError as exc:
+        raise PrometheusUnavailableError(str(exc)) from exc
 
 
 def free_port() -> int:
