@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("inferpool.controller.inspect_cli",
              "print the placement the engine would choose, and why (writes nothing)"),
     "status": ("inferpool.controller.inspect_cli", "print InferencePools and node pools"),
+    "model-server": ("inferpool.model_server.cli", "a stand-in model server: OpenAI-compatible "
+                     "answers at a real, bounded throughput, vLLM's metrics"),
 }
 
 
