@@ -47,7 +47,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from bench.common import Cluster, operator, sandbox, say
-from inferpool.sandbox import control
+from inferpool.sandbox import control, state
 from inferpool.sandbox.operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "inferpool.dev", "v1alpha1", "inferencepools"
@@ -855,7 +855,7 @@ def kwok_stage_errors(name: str) -> dict[str, int]:
     retry), from the sandbox's kwok log."""
     errors: Counter[str] = Counter()
     try:
-        with (control.sandbox_dir(name) / "logs" / "kwok.log").open(errors="replace") as log:
+        with (state.sandbox_dir(name) / "logs" / "kwok.log").open(errors="replace") as log:
             for line in log:
                 if "failed to apply stage" in line:
                     errors[json.loads(line).get("stage", "?")] += 1

@@ -34,8 +34,9 @@ import yaml
 
 from inferpool.api import crd
 from inferpool.k8s import access
-from inferpool.sandbox import audit, control
+from inferpool.sandbox import audit
 from inferpool.sandbox.operator_process import wait_established
+from inferpool.sandbox.state import load_state
 from tests.operator_process import install_crds
 from tests.support import Sandbox, wait_for
 
@@ -452,7 +453,7 @@ def test_operator_as_the_chart_service_account_places_replicas(
         # Lease (create, get, update; released on SIGTERM). The test's own kubectl calls as the
         # ServiceAccount (whoami, the refused `get secrets`) are left out by their user agent.
         user = f"system:serviceaccount:{namespace}:{account}"
-        state = control.load_state(sandbox.name)
+        state = load_state(sandbox.name)
         assert state is not None
         calls = audit.calls(state.log_dir, user, exclude_agents=("kubectl/",))
         used = {c.rule for c in calls}

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import ssl
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from inferpool.sandbox import audit, binaries, kubeconfig, pki, processes
 from inferpool.sandbox import pools as pool_desc
 from inferpool.sandbox.errors import SandboxError
+from inferpool.sandbox.state import SandboxState, load_state, sandbox_dir
 
 Log = Callable[[str], None]
 
@@ -41,50 +40,6 @@ MAX_LEASE_RENEWALS_PER_SECOND = 100
 KWOK_LEASE_PARALLELISM = 16
 # Start order; `down` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-
-
-def state_root() -> Path:
-    if env := os.environ.get("INFERPOOL_STATE"):
-        return Path(env)
-    return binaries.cache_root() / "sandboxes"
-
-
-@dataclass
-class SandboxState:
-    name: str
-    directory: str
-    kubeconfig: str
-    server: str
-    pools_file: str
-    ports: dict[str, int] = field(default_factory=dict)
-    pids: dict[str, int] = field(default_factory=dict)
-    started_at: float = 0.0
-
-    @property
-    def path(self) -> Path:
-        return Path(self.directory)
-
-    @property
-    def log_dir(self) -> Path:
-        """The components' logs and the API server's audit log (audit.LOG_NAME)."""
-        return self.path / "logs"
-
-    def alive(self) -> dict[str, bool]:
-        return {c: processes.is_ours(pid, c) for c, pid in self.pids.items()}
-
-    def save(self) -> None:
-        (self.path / "state.json").write_text(json.dumps(asdict(self), indent=2))
-
-
-def sandbox_dir(name: str) -> Path:
-    return state_root() / name
-
-
-def load_state(name: str) -> SandboxState | None:
-    path = sandbox_dir(name) / "state.json"
-    if not path.is_file():
-        return None
-    return SandboxState(**json.loads(path.read_text()))
 
 
 def node_timing(nodes: int) -> tuple[int, int]:
@@ -127,7 +82,7 @@ def up(name: str = "default", pools_file: Path | None = None, log: Log = print) 
     try:
         _start_all(state, bins, stages, sum(p.nodes for p in description.pools), log)
         state.save()
-        from inferpool.sandbox import nodes  # the Kubernetes client is slow to import
+        from inferpool.sandbox import nodes  # lazily: the Kubernetes client is slow to import
 
         nodes.create_pools(state, description, log)
     except BaseException:

@@ -19,8 +19,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from inferpool.sandbox import pools as pool_desc
-from inferpool.sandbox.control import SandboxState
 from inferpool.sandbox.errors import SandboxError
+from inferpool.sandbox.state import SandboxState
 
 Log = Callable[[str], None]
 FAILED_ANNOTATION = "sandbox.inferpool.dev/failed"
