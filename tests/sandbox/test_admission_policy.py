@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+
 import pytest
+
 from tests.operator_process import install_crds
 from tests.support import Sandbox, wait_for
 from tests.unit.test_chart_helm import CHART
@@ -112,7 +114,8 @@ def test_only_users_who_may_create_deployments_may_create_inference_pools(
                              pool("mine", account="robot")).returncode == 0,
              what="alice's InferencePool running as robot accepted")
     other = dry_run(sandbox, "alice", namespace, pool("mine", account="builder"))
-    assert other.returncode != 0 and '"builder"' in other.stderr  # the grant names robot only
+    assert other.returncode != 0  # the grant names robot only
+    assert '"builder"' in other.stderr
 
     # Changes: bob may relabel an existing pool (the operator creates nothing new) but not
     # change its spec.

@@ -30,7 +30,8 @@ def test_a_forbidden_namespace_is_left_out_with_the_reason() -> None:
 def test_every_watched_resource_is_checked() -> None:
     for resource in namespaces.WATCHED:
         ok, refused = namespaces.readable(("a",), probe_refusing({(resource, "a"): 403}))
-        assert ok == () and resource in refused["a"]
+        assert ok == ()
+        assert resource in refused["a"]
 
 
 def test_other_errors_are_no_verdict() -> None:

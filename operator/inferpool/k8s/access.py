@@ -4,8 +4,8 @@ The Helm chart's ClusterRole and Role (charts/inferpool-operator/templates/rbac.
 exactly these rules, each commented with its `why`; tests/unit/test_chart_rbac.py fails when
 the rendered chart grants anything not listed here (or misses something that is), and
 tests/sandbox/test_chart.py runs the operator with nothing but the chart's ServiceAccount and
-compares what it called (the API server's audit log) with what the chart grants (in both modes:
-cluster-wide, and `watchNamespaces`, where the namespaced rules are Roles in those namespaces): every verb
+compares what it called (the API server's audit log) with what the chart grants (cluster-wide;
+with `watchNamespaces` the namespaced rules are Roles in those namespaces): every verb
 granted must have been called, except the `unaudited` ones, which the API server authorizes
 inside another request (create on an apply that creates, update of finalizers on setting
 blockOwnerDeletion), and the rules behind a chart switch that run leaves off (`when`: get
