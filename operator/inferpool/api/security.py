@@ -5,7 +5,7 @@ not create directly. The CRD checks the template against the real PodSpec schema
 (api/pod_schema.py); these models declare only the fields that give host access, each with a
 CEL rule for the API server (laid over the real schema) and a validator twin here, and keep the
 rest as written.
-See docs/api.md, "Security of templates".
+See docs/api.md, "Security".
 """
 
 from __future__ import annotations
