@@ -297,7 +297,8 @@ def accelerator_pools(sandbox: Sandbox) -> Iterator[None]:
 
 @contextlib.contextmanager
 def operator_process(kubeconfig: Path, lease_namespace: str, log: Path,
-                     health_port: int, metrics_port: int) -> Iterator[subprocess.Popen[bytes]]:
+                     health_port: int, metrics_port: int,
+                     *extra: str) -> Iterator[subprocess.Popen[bytes]]:
     # Nothing but --kubeconfig: no admin $KUBECONFIG, no in-cluster or INFERPOOL_* settings.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("KUBERNETES_", "INFERPOOL_")) and k != "KUBECONFIG"}
@@ -306,7 +307,7 @@ def operator_process(kubeconfig: Path, lease_namespace: str, log: Path,
             [sys.executable, "-m", "inferpool.cli", "run", "--kubeconfig", str(kubeconfig),
              "--lease-namespace", lease_namespace, "--lease-name", RELEASE,
              "--health-port", str(health_port), "--metrics-port", str(metrics_port),
-             "--tick-seconds", "2", "--log-format", "console", "--log-level", "debug"],
+             "--tick-seconds", "2", "--log-format", "console", "--log-level", "debug", *extra],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         try:
             yield proc

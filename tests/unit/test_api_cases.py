@@ -205,6 +205,9 @@ BAD: tuple[Bad, ...] = (
         "windowsOptions": {"hostProcess": True}}},
         f"{_T0}.securityContext.windowsOptions.hostProcess"),
     Bad("node-name", IP, {f"{_V0}.template.spec.nodeName": "h100-0"}, f"{_T0}.nodeName"),
+    # tolerates every taint, the not-ready/unreachable ones the operator times included
+    Bad("keyless-toleration", IP, {f"{_V0}.template.spec.tolerations": [
+        {"operator": "Exists"}]}, f"{_T0}.tolerations[0].key"),
     Bad("ephemeral-container", IP, {f"{_V0}.template.spec.ephemeralContainers": [
         {"name": "debug", "image": "busybox", "securityContext": {"privileged": True}}]},
         f"{_T0}.ephemeralContainers"),

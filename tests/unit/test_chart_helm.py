@@ -109,13 +109,18 @@ def test_lint_strict_is_clean(args: list[str]) -> None:
     assert "[ERROR]" not in done.stdout, done.stdout
 
 
+CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                  "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
 def test_default_objects() -> None:
     docs = render()
     assert kinds(docs) == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                            "CustomResourceDefinition", "Deployment", "Role", "RoleBinding",
-                           "Service", "ServiceAccount"]
+                           "Service", "ServiceAccount", "ValidatingAdmissionPolicy",
+                           "ValidatingAdmissionPolicyBinding"]
     for doc in docs:
-        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"):
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
         assert doc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
 

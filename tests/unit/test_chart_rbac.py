@@ -7,6 +7,7 @@ shown on a real API server by tests/sandbox/test_chart.py.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,13 +18,23 @@ from inferpool.k8s import access
 from tests.unit.test_chart_helm import NAMESPACE, RELEASE, env, only, render, render_text
 
 ROLE_KINDS = {"ClusterRole": "cluster", "Role": "release-namespace"}
+WATCHED = ("team-a", "team-b")
 
 
-def _granted(docs: list[dict[str, Any]], lease_name: str) -> set[access.Grant]:
+def _granted(docs: list[dict[str, Any]], lease_name: str,
+             watched: tuple[str, ...] = ()) -> set[access.Grant]:
+    """What the rendered roles grant; the Roles of every watched namespace must be the same."""
     got: set[access.Grant] = set()
+    per_namespace: dict[str, set[access.Grant]] = {}
     for doc in docs:
         scope = ROLE_KINDS.get(doc["kind"])
         if scope is None:
+            continue
+        if scope == "release-namespace" and doc["metadata"]["namespace"] != NAMESPACE:
+            assert doc["metadata"]["namespace"] in watched, doc["metadata"]
+            rules = _granted([{**doc, "kind": "ClusterRole"}], lease_name)
+            per_namespace[doc["metadata"]["namespace"]] = {
+                (g, r, v, "watched-namespaces", o) for g, r, v, _, o in rules}
             continue
         if scope == "release-namespace":
             assert doc["metadata"]["namespace"] == NAMESPACE
@@ -35,6 +46,10 @@ def _granted(docs: list[dict[str, Any]], lease_name: str) -> set[access.Grant]:
                 for resource in rule["resources"]:
                     for verb in rule["verbs"]:
                         got.add((group, resource, verb, scope, names is not None))  # type: ignore[arg-type]
+    assert set(per_namespace) == set(watched), sorted(per_namespace)
+    for rules in per_namespace.values():
+        assert rules == next(iter(per_namespace.values()))
+        got |= rules
     return got
 
 
@@ -44,12 +59,16 @@ SWITCHES = [tuple(c for i, c in enumerate(CONDITIONS) if mask >> i & 1)
             for mask in range(2 ** len(CONDITIONS))]
 
 
+@pytest.mark.parametrize("watched", [(), WATCHED], ids=["cluster-wide", "watchNamespaces"])
 @pytest.mark.parametrize("enabled", SWITCHES, ids=lambda on: "+".join(on) or "none")
-def test_chart_grants_exactly_what_the_operator_uses(enabled: tuple[str, ...]) -> None:
-    docs = render({key: str(key in enabled).lower() for key in CONDITIONS})
+def test_chart_grants_exactly_what_the_operator_uses(enabled: tuple[str, ...],
+                                                     watched: tuple[str, ...]) -> None:
+    docs = render({key: str(key in enabled).lower() for key in CONDITIONS},
+                  json_values={"watchNamespaces": json.dumps(list(watched))})
     lease_name = env(docs)["INFERPOOL_LEASE_NAME"]
-    granted = _granted(docs, lease_name)
-    used = access.grants(enabled=enabled)
+    assert env(docs)["INFERPOOL_NAMESPACES"] == ",".join(watched)
+    granted = _granted(docs, lease_name, watched)
+    used = access.grants(enabled=enabled, namespaced=bool(watched))
     assert not granted - used, f"granted but not used by the operator: {sorted(granted - used)}"
     assert not used - granted, f"used by the operator but not granted: {sorted(used - granted)}"
 
@@ -139,6 +158,8 @@ def test_access_list_is_well_formed() -> None:
         assert set(a.verbs) <= verbs, a
         assert a.why.startswith(a.resource + ":"), a
         assert a.scope in ("cluster", "release-namespace")
+        if a.resource in access.CLUSTER_SCOPED:
+            assert a.scope == "cluster", a
         if a.own_object_only:
             assert "create" not in a.verbs, "create cannot be limited by resourceNames"
         assert set(a.unaudited) <= set(a.verbs), a
@@ -156,3 +177,16 @@ def test_switches_default_to_the_operators_defaults() -> None:
         docs, variables["INFERPOOL_LEASE_NAME"])
     off = render({"operator.replacePodsOnFailedNodes": "false"})
     assert env(off)["INFERPOOL_REPLACE_PODS_ON_FAILED_NODES"] == "false"
+
+
+def test_namespaced_mode_keeps_only_cluster_scoped_resources_cluster_wide() -> None:
+    """With watchNamespaces the ClusterRole names nodes and AcceleratorPools only: no write to a
+    namespaced resource reaches beyond the watched namespaces."""
+    docs = render(ALL_ON, json_values={"watchNamespaces": json.dumps(list(WATCHED))})
+    (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
+    assert resources == set(access.CLUSTER_SCOPED)
+    bindings = {(d["metadata"]["namespace"], d["roleRef"]["name"]) for d in docs
+                if d["kind"] == "RoleBinding"}
+    workloads = f"{RELEASE}-inferpool-operator-workloads"
+    assert {(ns, workloads) for ns in WATCHED} < bindings

@@ -5,7 +5,7 @@ not create directly. The CRD checks the template against the real PodSpec schema
 (api/pod_schema.py); these models declare only the fields that give host access, each with a
 CEL rule for the API server (laid over the real schema) and a validator twin here, and keep the
 rest as written.
-See docs/api.md, "Security of templates".
+See docs/api.md, "Security".
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
@@ -82,6 +83,21 @@ _SYSCTL = "only the safe sysctls of the baseline Pod Security Standard may be se
 _NODE_NAME = ("nodeName is not allowed: it bypasses the node pool the operator places the "
               "replica on")
 _EPHEMERAL = "ephemeral containers cannot be part of a pod template"
+# Fields the operator sets itself (docs/api.md, "Fields the operator sets").
+ACCELERATOR_RESOURCES: Final = ("nvidia.com/gpu", "google.com/tpu", "aws.amazon.com/neuron")
+_ACCELERATOR_ELSEWHERE = ("only the first container gets accelerators, set by the operator from "
+                          "accelerator.count: other containers and init containers must not "
+                          "request " + ", ".join(ACCELERATOR_RESOURCES))
+_KEYLESS_TOLERATION = ("a toleration must name a taint key: one without tolerates every taint, "
+                       "also the not-ready and unreachable taints whose tolerationSeconds the "
+                       "operator sets")
+
+
+def asks_accelerators(container: Mapping[str, Any]) -> list[str]:
+    """The accelerator resources a container (as a dict) requests or limits."""
+    resources = container.get("resources") or {}
+    return sorted({r for kind in ("limits", "requests") for r in resources.get(kind) or {}
+                   if r in ACCELERATOR_RESOURCES})
 
 
 def _forbid(expression: str, message: str) -> dict[str, Any]:
@@ -297,10 +313,28 @@ def _host_flag(field: str, alias: str) -> Any:
                  json_schema_extra=_forbid("!self", _HOST_NAMESPACES[field]))
 
 
+class Toleration(_Open):
+    """A toleration (core/v1 Toleration); fields not listed here are passed through."""
+
+    model_config = ConfigDict(json_schema_extra=cel(rule(
+        "has(self.key) && self.key != ''", _KEYLESS_TOLERATION, field_path=".key")))
+
+    key: StrictStr | None = Field(default=None, validate_default=True)
+    """The taint key tolerated (required here)."""
+
+    @field_validator("key")
+    @classmethod
+    def _named(cls, value: str | None) -> str | None:
+        if not value:
+            raise ValueError(_KEYLESS_TOLERATION)
+        return value
+
+
 class PodSpec(_Open):
     """The pod spec (core/v1 PodSpec). The operator adds the node selector, tolerations and
     accelerator limits of the node pool it places replicas on; fields not listed here are
     passed through unchanged to the Deployment."""
+
 
     containers: Annotated[list[Container], Field(min_length=1, max_length=32)]
     """Containers of the pod; the first one is the model server and gets the accelerators."""
@@ -323,6 +357,19 @@ class PodSpec(_Open):
     ephemeral_containers: list[dict[str, Any]] | None = Field(
         default=None, max_length=0, json_schema_extra=_forbid("size(self) == 0", _EPHEMERAL))
     """Must not be set."""
+    tolerations: Annotated[list[Toleration], Field(max_length=64)] | None = None
+    """Tolerations, each naming its taint key; the operator adds its own (docs/api.md)."""
+
+    # Checked here, not by CEL: the CRD keeps resource quantities as any scalar (as the API
+    # server accepts them), a type CEL cannot read; the operator reports the pool SpecInvalid.
+    @model_validator(mode="after")
+    def _accelerators_in_first_container(self) -> PodSpec:
+        others = [*self.containers[1:], *(self.init_containers or ())]
+        for c in others:
+            if asks := asks_accelerators(c.model_dump(by_alias=True)):
+                raise ValueError(f"{_ACCELERATOR_ELSEWHERE} (container {c.name}: "
+                                 f"{', '.join(asks)})")
+        return self
 
     @field_validator("containers")
     @classmethod

@@ -171,6 +171,24 @@ def lister(planner: Planner, namespaces: tuple[str, ...]
     return list_keys
 
 
+def prober(planner: Planner) -> Callable[[str, str], None]:
+    """A `namespaces.Probe`: list one object of a namespaced resource, to learn whether the
+    operator may read it there (raises ApiException, e.g. 403)."""
+    core, apps, custom = planner.core, planner.apps, planner.custom
+
+    def probe(name: str, ns: str) -> None:
+        kwargs: dict[str, Any] = {"limit": 1, "_preload_content": False}
+        if name == "pods":
+            core.list_namespaced_pod(ns, **kwargs)
+        elif name == "deployments":
+            apps.list_namespaced_deployment(ns, **kwargs)
+        else:
+            group, version, plural = RESOURCES[name][0]
+            custom.list_namespaced_custom_object(group, version, ns, plural, **kwargs)
+
+    return probe
+
+
 def getter(planner: Planner) -> GetObject:
     """`get_object` for the resync: one object's full body, None when it no longer exists or
     (a Deployment) is no longer ours."""

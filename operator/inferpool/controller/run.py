@@ -16,7 +16,7 @@ import structlog
 from kubernetes import client
 
 from inferpool import logs
-from inferpool.controller import handlers
+from inferpool.controller import handlers, namespaces
 from inferpool.controller.metrics import MetricsServer
 from inferpool.controller.planner import Planner
 from inferpool.controller.resync import Resyncer
@@ -89,11 +89,19 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
              "all", lease=f"{settings.lease_namespace}/{settings.lease_name}")
     metrics_server = MetricsServer(planner.metrics.registry, partial(_readiness, planner, elector),
                                    settings.metrics_port).start() if settings.metrics_port else None
+    watched = settings.namespaces
+    if watched:  # only those RBAC lets us read: a forbidden one would stop kopf and the caches
+        watched = await namespaces.wait_readable(watched, handlers.prober(planner), stop,
+                                                 settings.resync_seconds)
+        if not watched:  # stopped while none was readable
+            if metrics_server is not None:
+                metrics_server.stop()
+            return
     kopf_task = asyncio.create_task(kopf.operator(
-        registry=registry, clusterwide=not settings.namespaces,
-        namespaces=list(settings.namespaces), stop_flag=stop,
+        registry=registry, clusterwide=not watched,
+        namespaces=list(watched), stop_flag=stop,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"))
-    list_versions = handlers.lister(planner, settings.namespaces)
+    list_versions = handlers.lister(planner, watched)
     resyncer = Resyncer(caches, planner, list_versions, handlers.getter(planner),
                         settings.resync_seconds, on_done=planner.metrics.observe_resync)
     planner.synced = resyncer.synced

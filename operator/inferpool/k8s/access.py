@@ -4,7 +4,8 @@ The Helm chart's ClusterRole and Role (charts/inferpool-operator/templates/rbac.
 exactly these rules, each commented with its `why`; tests/unit/test_chart_rbac.py fails when
 the rendered chart grants anything not listed here (or misses something that is), and
 tests/sandbox/test_chart.py runs the operator with nothing but the chart's ServiceAccount and
-compares what it called (the API server's audit log) with what the chart grants: every verb
+compares what it called (the API server's audit log) with what the chart grants (cluster-wide;
+with `watchNamespaces` the namespaced rules are Roles in those namespaces): every verb
 granted must have been called, except the `unaudited` ones, which the API server authorizes
 inside another request (create on an apply that creates, update of finalizers on setting
 blockOwnerDeletion), and the rules behind a chart switch that run leaves off (`when`: get
@@ -22,7 +23,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-Scope = Literal["cluster", "release-namespace"]
+# "watched-namespaces": a Role in each namespace of the chart's `watchNamespaces`
+Scope = Literal["cluster", "release-namespace", "watched-namespaces"]
+# Cluster-scoped resources: granted by the ClusterRole in every mode. In the namespaced mode
+# (`watchNamespaces`) every other "cluster" rule becomes a Role in each watched namespace.
+CLUSTER_SCOPED: frozenset[str] = frozenset({"nodes", "acceleratorpools",
+                                            "acceleratorpools/status"})
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,9 @@ class Access:
     group: str  # API group; "" is the core group
     resource: str  # plural, with "/subresource" where one is meant
     verbs: tuple[str, ...]
-    scope: Scope  # "cluster": ClusterRole; "release-namespace": Role in the operator's namespace
+    # "cluster": ClusterRole (a Role per watched namespace in the namespaced mode, unless the
+    # resource is CLUSTER_SCOPED); "release-namespace": Role in the operator's namespace
+    scope: Scope
     why: str  # the comment above the rule in the chart
     when: str | None = None  # chart value that must be true for the rule to be granted
     # Granted only on the operator's own object (RBAC resourceNames: the chart's lease name).
@@ -87,12 +95,21 @@ ACCESS: tuple[Access, ...] = (
 Grant = tuple[str, str, str, Scope, bool]
 
 
-def grants(access: Iterable[Access] = ACCESS, *, enabled: Iterable[str] = ()) -> set[Grant]:
+def grants(access: Iterable[Access] = ACCESS, *, enabled: Iterable[str] = (),
+           namespaced: bool = False) -> set[Grant]:
     """(group, resource, verb, scope, own_object_only) for every verb granted, given the chart
-    values in `enabled` that are true (rules with a `when` are left out unless theirs is)."""
+    values in `enabled` that are true (rules with a `when` are left out unless theirs is);
+    `namespaced`: the chart's `watchNamespaces` mode."""
     on = set(enabled)
-    return {(a.group, a.resource, verb, a.scope, a.own_object_only) for a in access
-            if a.when is None or a.when in on for verb in a.verbs}
+    return {(a.group, a.resource, verb, scope(a, namespaced), a.own_object_only)
+            for a in access if a.when is None or a.when in on for verb in a.verbs}
+
+
+def scope(a: Access, namespaced: bool) -> Scope:
+    """Where the chart grants `a`, in the cluster-wide or the namespaced mode."""
+    if namespaced and a.scope == "cluster" and a.resource not in CLUSTER_SCOPED:
+        return "watched-namespaces"
+    return a.scope
 
 
 def conditions(access: Iterable[Access] = ACCESS) -> Iterator[str]:
