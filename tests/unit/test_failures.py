@@ -50,7 +50,8 @@ def test_a_replica_failure_names_the_admission_that_refused_the_pods(message: st
 def test_the_message_is_the_apis_own_without_the_pod_that_never_existed() -> None:
     one = fl.deployment_refusal(deployment(failure(PSA)))
     other = fl.deployment_refusal(deployment(failure(PSA.replace("zmwbw", "q2x8k"))))
-    assert one is not None and one == other  # one cause, one message (one Event)
+    assert one is not None
+    assert one == other
     assert 'violates PodSecurity "restricted:latest": allowPrivilegeEscalation' in one.message
     assert "zmwbw" not in one.message
 
@@ -60,7 +61,8 @@ def test_a_stalled_rollout_is_a_refusal_and_a_healthy_deployment_is_none() -> No
                           "reason": "ProgressDeadlineExceeded",
                           "message": 'ReplicaSet "chat-l4-l4-1" has timed out progressing.'})
     refusal = fl.deployment_refusal(stalled)
-    assert refusal is not None and refusal.reason == fl.DEADLINE
+    assert refusal is not None
+    assert refusal.reason == fl.DEADLINE
     assert "timed out progressing" in refusal.message
     assert fl.deployment_refusal(deployment(
         {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
@@ -80,7 +82,8 @@ def test_a_refused_write_reports_code_reason_message_and_field() -> None:
     assert error.permanent
     assert error.fields == ("spec.template.spec.containers[0].volumeMounts[0].name",)
     text = fl.write_refusal("ns/chat-l4-l4", error).message
-    assert "422 Invalid" in text and 'Not found: "missing"' in text
+    assert "422 Invalid" in text
+    assert 'Not found: "missing"' in text
     assert "field spec.template.spec.containers[0].volumeMounts[0].name" in text
     # a body that is no Status is quoted; no answer at all is said so
     assert fl.write_error(500, "Internal Server Error", "upstream broke").message == \
@@ -99,13 +102,15 @@ def test_a_refused_variant_is_held_with_a_backoff_and_cleared_when_the_cause_goe
     assert tracker.why[("ns/chat", "l4")].reason == fl.POD_SECURITY
     assert tracker.refused(61.0) == frozenset()  # retried after the backoff
     assert tracker.observe(refused, now=62.0) == [("ns/chat", "l4")]
-    assert tracker.refused(62.0 + 119) and not tracker.refused(62.0 + 121)  # doubled
+    assert tracker.refused(62.0 + 119)
+    assert not tracker.refused(62.0 + 121)
     # a Deployment still starting proves nothing; one running every replica clears at once
     tracker.observe(refused, now=200.0)
     tracker.observe([(key, deployment(replicas=2, ready=1))], now=201.0)
     assert tracker.refused(202.0)
     tracker.observe([(key, deployment(replicas=2, ready=2))], now=203.0)
-    assert tracker.refused(204.0) == frozenset() and not tracker.why
+    assert tracker.refused(204.0) == frozenset()
+    assert not tracker.why
     assert tracker.observe(refused, now=205.0) == [("ns/chat", "l4")]
     assert not tracker.refused(205.0 + 61)  # the backoff started over
 

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from inferpool.cluster import ClusterSnapshot
 from inferpool.controller import demand as dm
+from inferpool.controller import failures as fl
 from inferpool.controller import planning
 from inferpool.controller import status as st
 from inferpool.controller.health import (
@@ -111,6 +112,11 @@ class Planner:
             stockout_seconds=settings.stockout_seconds, broken_seconds=settings.broken_seconds,
             stockouts=Backoff(initial=settings.retry_backoff_seconds),
             broken=Backoff(initial=settings.retry_backoff_seconds))
+        # variants whose pods admission refuses or whose Deployment the API refuses
+        self.refusals = fl.RefusalTracker(Backoff(initial=settings.retry_backoff_seconds))
+        # pool key -> refused Deployment writes of this reconcile that are retried on the
+        # next one (not held back: a 5xx, a timeout), for the status
+        self.write_problems: dict[str, list[tuple[str, str]]] = {}
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
         # placements whose new pods of the last plan all bind in the scheduler's view: a pod
         # of one unschedulable is a wrong model, re-planned at once (health.py)
@@ -217,8 +223,10 @@ class Planner:
                             self.expected_to_bind)
         stocked_out = self.health.stocked_out(now)
         broken = self.health.broken_variants(now)
+        self.refusals.observe(((k, d.body) for k, d in live.items() if k[0] in by_key), now)
+        refused = self.refusals.refused(now)
         call = planning.engine_call(cluster, {k: d.required_rps for k, d in demands.items()},
-                                    self.settings, stocked_out, broken)
+                                    self.settings, stocked_out, broken | refused)
         plan, binding = await asyncio.to_thread(planning.bindable_plan, cluster, call,
                                                 self.settings)
         self.expected_to_bind = binding.fitting
@@ -237,7 +245,7 @@ class Planner:
         no_hold = dead | frozenset(stocked_out)
         started = time_moves(self.moves, plan.replicas, live, now)
         gate = make_before_break(plan.replicas, live, by_key, started, now, no_hold, broken,
-                                 frozen)
+                                 frozen, refused)
         destructive = _destructive(gate.targets, live, pods, nodes,
                                    self.settings.replace_pods_on_failed_nodes)
         if destructive and self.synced is not None and not await self.synced(
@@ -246,7 +254,7 @@ class Planner:
             self.wake("caches resynced")
             report.phases["apply"] = time.perf_counter() - t0
             return report
-        report.writes += await self._apply(gate.targets, live, by_key, snapshot)
+        report.writes += await self._apply(gate.targets, live, by_key, snapshot, now)
         report.writes += await self._replace_pods_on_failed_nodes(pods, nodes, now)
         report.phases["apply"] = time.perf_counter() - t0
         if not self.is_leader():  # statuses would describe a plan the next leader may redo
@@ -280,8 +288,10 @@ class Planner:
 
     async def _apply(self, targets: Mapping[PlacementKey, int],
                      live: Mapping[PlacementKey, LiveDeployment],
-                     pools: Mapping[str, ParsedPool], snapshot: ClusterSnapshot) -> int:
+                     pools: Mapping[str, ParsedPool], snapshot: ClusterSnapshot,
+                     now: float) -> int:
         jobs: list[Callable[[], bool]] = []
+        self.write_problems = {}
         for key, replicas in sorted(targets.items()):
             pool = pools[key[0]]
             existing = live.get(key)
@@ -299,19 +309,20 @@ class Planner:
             body = dep.build(workload(pool, variant), key[2], selector, replicas,
                              self.settings.toleration_seconds)
             if existing is None:
-                jobs.append(partial(self._write_deployment, body, None))
+                jobs.append(partial(self._write_deployment, body, None, key, now))
                 continue
             action = write_needed(body, existing, self.written.get(
                 (existing.namespace, existing.name)))
             if action is not None:
                 jobs.append(partial(self._write_deployment, body,
-                                    existing.body if action == "replace" else None))
+                                    existing.body if action == "replace" else None, key, now))
         return await self._write(jobs, "apply")
 
-    def _write_deployment(self, body: dict[str, Any], replacing: Mapping[str, Any] | None
-                          ) -> bool:
+    def _write_deployment(self, body: dict[str, Any], replacing: Mapping[str, Any] | None,
+                          key: PlacementKey | None = None, now: float = 0.0) -> bool:
         """Server-side apply `body`; or, with `replacing` (the live object), replace it whole so
-        that fields another manager added go too."""
+        that fields another manager added go too. A refusal is reported with the API's words;
+        one the same body would get again (400, 403, 422) holds the variant back (`key`)."""
         meta = body["metadata"]
         try:
             # plain JSON: only the generation is read, and building the client's model
@@ -327,10 +338,19 @@ class Planner:
                     field_manager=lbl.FIELD_MANAGER, _preload_content=False)
             written = json.loads(result.data)
         except ApiException as exc:
+            error = fl.write_error(exc.status, exc.reason, exc.body)
+            name = f"{meta['namespace']}/{meta['name']}"
             log.warning("apply failed" if replacing is None else "replace failed",
-                        deployment=f"{meta['namespace']}/{meta['name']}",
-                        status=exc.status, reason=exc.reason)
+                        deployment=name, status=exc.status, reason=error.reason,
+                        message=error.message, fields=list(error.fields))
             self.metrics.write_failed("Deployment", exc.status)
+            if key is not None:
+                refusal = fl.write_refusal(name, error)
+                if error.permanent:
+                    self.refusals.refuse(key[:2], refusal, now)
+                else:
+                    self.write_problems.setdefault(key[0], []).append(
+                        (refusal.reason, refusal.message + "; retried on the next plan"))
             return False
         self.written[(meta["namespace"], meta["name"])] = (
             int(written["metadata"].get("generation") or 0), dep.digest(body))
@@ -434,6 +454,15 @@ class Planner:
                 out[pool_key].append(("VariantDegraded", f"variant {variant} is failing ("
                                       f"{self.health.broken_why.get((pool_key, variant), '')});"
                                       " capacity moved to other variants, retrying it later"))
+        for (pool_key, variant) in sorted(self.refusals.refused(now)):
+            refusal = self.refusals.why.get((pool_key, variant))
+            if pool_key in out and refusal is not None:
+                out[pool_key].append((refusal.reason, f"variant {variant}: {refusal.message}; "
+                                      "its capacity is planned on other variants, retrying "
+                                      "it later"))
+        for pool_key, problems in self.write_problems.items():
+            if pool_key in out:
+                out[pool_key].extend(problems)
         return {k: sorted(set(v)) for k, v in out.items()}
 
     # -- status -------------------------------------------------------------------------------
@@ -454,7 +483,7 @@ class Planner:
             new = st.pool_status(pool, plan.outcomes.get(pool.key), demands[pool.key],
                                  targets_of.get(pool.key, {}), live_of.get(pool.key, {}),
                                  snapshot, holding.get(pool.key),
-                                 [message for _, message in problems], now)
+                                 problems, now)
             for reason, message in problems:
                 self._event(pool.body, "Warning", reason, message)
             if _differs(new, pool.body.get("status") or {}):
