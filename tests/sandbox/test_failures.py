@@ -137,3 +137,38 @@ def test_a_deployment_the_api_refuses_names_the_field_and_is_not_retried_every_t
     tries = metric(operator, "inferpool_api_write_errors_total", kind="Deployment",
                    code="422") - before
     assert 1 <= tries <= 4, tries
+
+
+def test_colliding_derived_names_get_distinct_deployments_and_a_foreign_one_is_left_alone(
+        sandbox: Sandbox, ns: str, operator: OperatorProcess) -> None:
+    # a Deployment of somebody else's under the plain name `qa-l4-x-h100`
+    sandbox.kubectl("create", "deployment", "qa-l4-x-h100", "-n", ns, "--image=nginx",
+                    "--replicas=0")
+    foreign = sandbox.get_json("deployment", "qa-l4-x-h100", "-n", ns)
+    for name, variant in (("chat-3.1", "h100"), ("chat-3-1", "h100"), ("qa", "l4-x"),
+                          ("qa-l4", "x")):
+        pool = ipool(name, 10, [{**H100, "name": variant}])
+        apply(sandbox, ns, pool)
+
+    def placed() -> dict[str, str]:
+        return {f'{d["metadata"]["labels"].get("inferpool.dev/pool")}/'
+                f'{d["metadata"]["labels"].get("inferpool.dev/variant")}': name
+                for name, d in deployments(sandbox, ns).items()
+                if d["metadata"].get("ownerReferences")}
+
+    wait_for(lambda: len(placed()) == 4, timeout=30, what="four Deployments of ours")
+    names = placed()
+    assert len(set(names.values())) == 4, names
+    assert "qa-l4-x-h100" not in names.values()
+    after = sandbox.get_json("deployment", "qa-l4-x-h100", "-n", ns)
+    assert after["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
+    assert not after["metadata"].get("ownerReferences")
+    # the pool whose plain name it holds says so, naming it
+    wait_for(lambda: condition(sandbox, ns, "qa", "Degraded").get("reason") == "NameConflict",
+             timeout=TICK + 5, what="a NameConflict condition")
+    assert f"Deployment {ns}/qa-l4-x-h100 is not this InferencePool's" in condition(
+        sandbox, ns, "qa", "Degraded")["message"]
+    assert events(sandbox, ns, "NameConflict")
+    wait_for(lambda: all(condition(sandbox, ns, p, "Ready").get("status") == "True"
+                         for p in ("chat-3.1", "chat-3-1", "qa", "qa-l4")),
+             timeout=60, what="all four pools Ready")

@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from inferpool.cluster import ClusterSnapshot
 from inferpool.controller import demand as dm
 from inferpool.controller import failures as fl
+from inferpool.controller import naming
 from inferpool.controller import planning
 from inferpool.controller import status as st
 from inferpool.controller.health import (
@@ -114,9 +115,11 @@ class Planner:
             broken=Backoff(initial=settings.retry_backoff_seconds))
         # variants whose pods admission refuses or whose Deployment the API refuses
         self.refusals = fl.RefusalTracker(Backoff(initial=settings.retry_backoff_seconds))
-        # pool key -> refused Deployment writes of this reconcile that are retried on the
-        # next one (not held back: a 5xx, a timeout), for the status
-        self.write_problems: dict[str, list[tuple[str, str]]] = {}
+        # pool key -> what this reconcile's apply found, for the status: refused Deployment
+        # writes retried on the next one (a 5xx, a timeout), names a foreign Deployment holds
+        self.apply_problems: dict[str, list[tuple[str, str]]] = {}
+        # "namespace/name" of Deployments that are not ours (handlers.Caches)
+        self.foreign_deployments: Collection[str] = frozenset()
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
         # placements whose new pods of the last plan all bind in the scheduler's view: a pod
         # of one unschedulable is a wrong model, re-planned at once (health.py)
@@ -291,7 +294,13 @@ class Planner:
                      pools: Mapping[str, ParsedPool], snapshot: ClusterSnapshot,
                      now: float) -> int:
         jobs: list[Callable[[], bool]] = []
-        self.write_problems = {}
+        self.apply_problems = {}
+        names = naming.resolve([k for k, n in targets.items() if n > 0],
+                               {k: d.name for k, d in live.items()}, self.foreign_deployments)
+        for key, taken in names.avoided.items():
+            self.apply_problems.setdefault(key[0], []).append((fl.NAME_CONFLICT, (
+                f"Deployment {taken} is not this InferencePool's: left alone; variant {key[1]}"
+                f" in node pool {key[2]} runs as {names.names[key]}")))
         for key, replicas in sorted(targets.items()):
             pool = pools[key[0]]
             existing = live.get(key)
@@ -307,7 +316,7 @@ class Planner:
             variant = variants[key[1]]
             selector = node_selector(variant, snapshot.pool(key[2]))
             body = dep.build(workload(pool, variant), key[2], selector, replicas,
-                             self.settings.toleration_seconds)
+                             self.settings.toleration_seconds, names.names[key])
             if existing is None:
                 jobs.append(partial(self._write_deployment, body, None, key, now))
                 continue
@@ -349,7 +358,7 @@ class Planner:
                 if error.permanent:
                     self.refusals.refuse(key[:2], refusal, now)
                 else:
-                    self.write_problems.setdefault(key[0], []).append(
+                    self.apply_problems.setdefault(key[0], []).append(
                         (refusal.reason, refusal.message + "; retried on the next plan"))
             return False
         self.written[(meta["namespace"], meta["name"])] = (
@@ -460,7 +469,7 @@ class Planner:
                 out[pool_key].append((refusal.reason, f"variant {variant}: {refusal.message}; "
                                       "its capacity is planned on other variants, retrying "
                                       "it later"))
-        for pool_key, problems in self.write_problems.items():
+        for pool_key, problems in self.apply_problems.items():
             if pool_key in out:
                 out[pool_key].extend(problems)
         return {k: sorted(set(v)) for k, v in out.items()}
