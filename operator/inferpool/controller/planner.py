@@ -24,8 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from inferpool.cluster import ClusterSnapshot
 from inferpool.controller import demand as dm
 from inferpool.controller import failures as fl
-from inferpool.controller import naming
-from inferpool.controller import planning
+from inferpool.controller import naming, planning
 from inferpool.controller import status as st
 from inferpool.controller.health import (
     Backoff,
