@@ -74,6 +74,10 @@ def test_a_restricted_namespace_is_reported_in_one_tick_and_clears_when_relabell
     assert "restricted:latest" in event["message"]
     assert metric(operator, "inferpool_degraded", namespace=ns, inferencepool="llama-8b",
                   reason="PodSecurityRejected") >= 1
+    # the dry run of the new spec already warned, before any pod was refused
+    warned = events(sandbox, ns, "AdmissionWarning")
+    assert warned
+    assert 'would violate PodSecurity "restricted:latest"' in warned[0]["message"]
     # retried with a backoff, the Events are not: one per cause (variant) while it lasts
     time.sleep(3 * BACKOFF)
     assert len(events(sandbox, ns, "PodSecurityRejected")) <= 2
@@ -127,7 +131,10 @@ def test_a_deployment_the_api_refuses_names_the_field_and_is_not_retried_every_t
     assert condition(sandbox, ns, "chat", "Ready")["reason"] == "WriteRejected"
     wait_for(lambda: events(sandbox, ns, "WriteRejected"), timeout=5, what="the Event")
     assert "volumeMounts[0].name" in events(sandbox, ns, "WriteRejected")[0]["message"]
-    logged = [line for line in operator.log_lines() if line.get("event") == "apply failed"
+    # a new spec is dry-run first: refused before anything is applied
+    assert "a dry run of Deployment" in message
+    logged = [line for line in operator.log_lines()
+              if line.get("event") in ("dry run refused", "apply failed")
               and line.get("status") == 422]
     assert logged
     assert 'Not found: "weights"' in logged[-1]["message"]

@@ -141,3 +141,13 @@ def test_a_refused_variant_keeps_its_ready_replicas_until_replacements_are_ready
     gate = make_before_break({}, {old: live(old, 4, 0)}, {pool.key: pool}, {}, now=12.0,
                              refused=refused)
     assert gate.targets[old] == 0
+
+
+def test_admission_warnings_are_read_from_the_warning_header() -> None:
+    header = ('299 - "would violate PodSecurity \\"restricted:latest\\": runAsNonRoot != true", '
+              '299 - "spec.template.spec.containers[0].ports[0]: duplicate port"')
+    assert fl.warnings(header) == ['would violate PodSecurity "restricted:latest": '
+                                   'runAsNonRoot != true',
+                                   "spec.template.spec.containers[0].ports[0]: duplicate port"]
+    assert fl.warnings(None) == []
+    assert fl.warnings("garbage") == []

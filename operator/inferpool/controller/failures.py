@@ -118,8 +118,19 @@ def write_error(code: int | None, reason: str | None, body: Any) -> WriteError:
                       message=message, fields=fields)
 
 
-def write_refusal(deployment: str, error: WriteError) -> Refusal:
-    return Refusal(WRITE, f"the API server refused Deployment {deployment}: {error.describe()}")
+def write_refusal(deployment: str, error: WriteError, dry_run: bool = False) -> Refusal:
+    how = "a dry run of " if dry_run else ""
+    return Refusal(WRITE, f"the API server refused {how}Deployment {deployment}: "
+                          f"{error.describe()}")
+
+
+_WARNING = re.compile(r'\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"')
+
+
+def warnings(header: str | None) -> list[str]:
+    """The texts of an HTTP `Warning` header (RFC 7234: `299 - "text"`, comma-separated, as
+    the API server sends admission warnings such as `would violate PodSecurity ...`)."""
+    return [m.group(1).replace('\\"', '"') for m in _WARNING.finditer(header or "")]
 
 
 @dataclass

@@ -117,6 +117,10 @@ class Planner:
         # pool key -> what this reconcile's apply found, for the status: refused Deployment
         # writes retried on the next one (a 5xx, a timeout), names a foreign Deployment holds
         self.apply_problems: dict[str, list[tuple[str, str]]] = {}
+        # pool key -> the generation whose Deployments were last dry-run, and the admission
+        # warnings of those dry runs (posted as Events with the statuses)
+        self.dry_run: dict[str, int] = {}
+        self.dry_run_warnings: dict[str, list[str]] = {}
         # "namespace/name" of Deployments that are not ours (handlers.Caches)
         self.foreign_deployments: Collection[str] = frozenset()
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
@@ -313,25 +317,34 @@ class Planner:
                 # held (make-before-break) until the new ones are Ready; nothing to rebuild.
                 continue
             variant = variants[key[1]]
+            # a new spec: each Deployment it changes is dry-run first, and a refusal reported
+            # before anything is applied
+            dry = self.dry_run.get(pool.key) != pool.generation
             selector = node_selector(variant, snapshot.pool(key[2]))
             body = dep.build(workload(pool, variant), key[2], selector, replicas,
                              self.settings.toleration_seconds, names.names[key])
             if existing is None:
-                jobs.append(partial(self._write_deployment, body, None, key, now))
+                jobs.append(partial(self._write_deployment, body, None, key, now, dry))
                 continue
             action = write_needed(body, existing, self.written.get(
                 (existing.namespace, existing.name)))
             if action is not None:
                 jobs.append(partial(self._write_deployment, body,
-                                    existing.body if action == "replace" else None, key, now))
+                                    existing.body if action == "replace" else None, key, now,
+                                    dry))
+        self.dry_run = {k: p.generation for k, p in pools.items()}
         return await self._write(jobs, "apply")
 
     def _write_deployment(self, body: dict[str, Any], replacing: Mapping[str, Any] | None,
-                          key: PlacementKey | None = None, now: float = 0.0) -> bool:
+                          key: PlacementKey | None = None, now: float = 0.0,
+                          dry_run: bool = False) -> bool:
         """Server-side apply `body`; or, with `replacing` (the live object), replace it whole so
         that fields another manager added go too. A refusal is reported with the API's words;
-        one the same body would get again (400, 403, 422) holds the variant back (`key`)."""
+        one the same body would get again (400, 403, 422) holds the variant back (`key`).
+        With `dry_run`, a server-side dry run goes first: the real write only if it passes."""
         meta = body["metadata"]
+        if dry_run and not self._dry_run(body, replacing, key, now):
+            return False
         try:
             # plain JSON: only the generation is read, and building the client's model
             # objects for every applied Deployment costs more CPU than the request itself
@@ -369,6 +382,45 @@ class Planner:
             log.warning("replaced deployment: fields set by hand put back",
                         deployment=f"{meta['namespace']}/{meta['name']}",
                         fields=list(replacing.get("foreignFields") or ())[:10])
+        return True
+
+    def _dry_run(self, body: dict[str, Any], replacing: Mapping[str, Any] | None,
+                 key: PlacementKey | None, now: float) -> bool:
+        """Whether the API server (validation, webhooks, Pod Security's warnings) would take
+        this write; its admission warnings are kept for an Event."""
+        meta = body["metadata"]
+        name = f"{meta['namespace']}/{meta['name']}"
+        try:
+            if replacing is None:
+                result = self.apps.patch_namespaced_deployment(
+                    meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
+                    force=True, dry_run="All", _content_type="application/apply-patch+yaml",
+                    _preload_content=False)
+            else:
+                result = self.apps.replace_namespaced_deployment(
+                    meta["name"], meta["namespace"], dep.replacement(body, replacing),
+                    field_manager=lbl.FIELD_MANAGER, dry_run="All", _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:  # a replace of a Deployment deleted meanwhile: apply it
+                return True
+            error = fl.write_error(exc.status, exc.reason, exc.body)
+            log.warning("dry run refused", deployment=name, status=exc.status,
+                        reason=error.reason, message=error.message, fields=list(error.fields))
+            self.metrics.write_failed("Deployment", exc.status)
+            if key is not None:
+                refusal = fl.write_refusal(name, error, dry_run=True)
+                if error.permanent:
+                    self.refusals.refuse(key[:2], refusal, now)
+                else:
+                    self.apply_problems.setdefault(key[0], []).append(
+                        (refusal.reason, refusal.message + "; retried on the next plan"))
+            return False
+        texts = fl.warnings(getattr(result, "headers", {}).get("Warning"))
+        if texts:
+            log.warning("dry run warned", deployment=name, warnings=texts)
+            if key is not None:
+                self.dry_run_warnings.setdefault(key[0], []).extend(
+                    f"a dry run of Deployment {name} warned: {text}" for text in texts)
         return True
 
     def _delete(self, d: LiveDeployment) -> bool:
@@ -494,6 +546,8 @@ class Planner:
                                  problems, now)
             for reason, message in problems:
                 self._event(pool.body, "Warning", reason, message)
+            for message in self.dry_run_warnings.pop(pool.key, []):
+                self._event(pool.body, "Warning", "AdmissionWarning", message)
             if _differs(new, pool.body.get("status") or {}):
                 jobs.append(partial(self._patch_status, "inferencepools", pool.namespace,
                                     pool.name, new))
