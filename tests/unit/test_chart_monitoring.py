@@ -132,6 +132,15 @@ def test_alerts_query_only_exported_metrics() -> None:
     assert used <= exported(), used - exported()
 
 
+def test_the_degraded_variant_alert_covers_every_reason_a_replica_cannot_exist() -> None:
+    from inferpool.controller import failures
+
+    (alert,) = [a for a in alerts(rules_spec()) if a["alert"] == "InferpoolVariantDegraded"]
+    match = re.search(r'reason=~"([^"]+)"', alert["expr"])
+    assert match, alert["expr"]
+    assert set(match.group(1).split("|")) == {"VariantDegraded", *failures.REASONS}
+
+
 # --- dashboard ------------------------------------------------------------------------------
 
 def test_dashboard_queries_only_exported_metrics() -> None:

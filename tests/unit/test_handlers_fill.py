@@ -79,3 +79,20 @@ def test_missing_crd_counts_as_empty_and_errors_are_retried() -> None:
         assert planner.attached is caches.views
 
     asyncio.run(scenario())
+
+
+def test_deployments_that_are_not_ours_are_known_by_name() -> None:
+    from inferpool.controller import views
+
+    caches = Caches()
+    theirs = {"metadata": {"name": "qa-l4-x-h100", "namespace": "ns"}, "spec": {}}
+    ours = {"metadata": {"name": "qa-l4-x-h100", "namespace": "ns", "ownerReferences": [
+        {"apiVersion": "inferpool.dev/v1alpha1", "kind": "InferencePool", "name": "qa",
+         "uid": "u", "controller": True}]}, "spec": {}}
+    caches.put("deployments", theirs, views.deployment_view)
+    assert caches.foreign_deployments == {"ns/qa-l4-x-h100"}
+    caches.put("deployments", ours, views.deployment_view)  # adopted: ours now
+    assert caches.foreign_deployments == set()
+    caches.put("deployments", theirs, views.deployment_view)
+    caches.forget("deployments", "ns/qa-l4-x-h100")
+    assert caches.foreign_deployments == set()

@@ -75,3 +75,55 @@ def test_not_found_on_delete_or_status_is_not_a_rejection() -> None:
         assert errors(p, kind, "404") is None
     assert not p._write_deployment(DEPLOYMENT, None)  # an apply into a vanished namespace is one
     assert errors(p, "Deployment", "404") == 1
+
+
+INVALID = (b'{"kind":"Status","status":"Failure","reason":"Invalid","code":422,"message":'
+           b'"Deployment.apps \\"chat-h100-h100\\" is invalid: spec.template.spec.containers[0]'
+           b'.volumeMounts[0].name: Not found: \\"weights\\"","details":{"causes":[{"field":'
+           b'"spec.template.spec.containers[0].volumeMounts[0].name"}]}}')
+
+
+class DryRunning:
+    """AppsV1Api whose dry runs answer `refusal` (or warn), and whose writes succeed."""
+
+    def __init__(self, refusal: ApiException | None = None, warning: str | None = None) -> None:
+        self.refusal, self.warning = refusal, warning
+        self.calls: list[str] = []
+
+    def patch_namespaced_deployment(self, *_args: Any, **kwargs: Any) -> Any:
+        dry = bool(kwargs.get("dry_run"))
+        self.calls.append("dry run" if dry else "apply")
+        if dry and self.refusal is not None:
+            raise self.refusal
+        raw = type("Raw", (), {})()
+        raw.data = b'{"metadata": {"generation": 1}}'
+        raw.headers = {"Warning": self.warning} if dry and self.warning else {}
+        return raw
+
+
+def test_a_new_specs_refused_dry_run_is_reported_and_nothing_is_applied() -> None:
+    p = Planner(Settings(), api=None)  # type: ignore[arg-type]
+    refusal = ApiException(status=422, reason="Unprocessable Entity")
+    refusal.body = INVALID
+    p.apps = DryRunning(refusal)  # type: ignore[assignment]
+    key = ("serving/chat", "h100", "h100")
+    assert not p._write_deployment(DEPLOYMENT, None, key, 0.0, dry_run=True)
+    assert p.apps.calls == ["dry run"]  # type: ignore[attr-defined]
+    why = p.refusals.why[("serving/chat", "h100")]
+    assert why.reason == "WriteRejected"
+    assert "dry run" in why.message
+    assert "field spec.template.spec.containers[0].volumeMounts[0].name" in why.message
+    assert p.refusals.refused(1.0) == {("serving/chat", "h100")}  # held back: not every tick
+    assert errors(p, "Deployment", "422") == 1
+
+
+def test_a_dry_runs_admission_warning_is_kept_and_the_write_goes_ahead() -> None:
+    p = Planner(Settings(), api=None)  # type: ignore[arg-type]
+    p.apps = DryRunning(warning='299 - "would violate PodSecurity \\"restricted:latest\\": '  # type: ignore[assignment]
+                                'runAsNonRoot != true"')
+    key = ("serving/chat", "h100", "h100")
+    assert p._write_deployment(DEPLOYMENT, None, key, 0.0, dry_run=True)
+    assert p.apps.calls == ["dry run", "apply"]  # type: ignore[attr-defined]
+    assert p.dry_run_warnings["serving/chat"] == [
+        'a dry run of Deployment serving/chat-h100-h100 warned: would violate PodSecurity '
+        '"restricted:latest": runAsNonRoot != true']

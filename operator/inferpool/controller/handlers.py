@@ -67,6 +67,8 @@ class Caches:
         self.views: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in INDEX_NAMES}
         self.known: dict[str, dict[str, Seen]] = {n: {} for n in INDEX_NAMES}
         self.deleted: dict[str, dict[str, float]] = {n: {} for n in INDEX_NAMES}  # key -> when
+        # "namespace/name" of Deployments that are not ours: their names are never written
+        self.foreign_deployments: set[str] = set()
 
     def saw(self, name: str, key: str, resource_version: str | None = None) -> None:
         self.known[name][key] = Seen(resource_version, self.clock())
@@ -82,7 +84,10 @@ class Caches:
         if name == "deployments" and not dep.is_owned(body):
             # not (or no longer) ours: with a label filter a stale copy would stay here, and a
             # Deployment deleted after its label was removed would never be recreated
+            self.foreign_deployments.add(key)
             return cache.pop(key, None) is not None
+        if name == "deployments":
+            self.foreign_deployments.discard(key)
         slim = view(body)
         if cache.get(key) == slim:  # a heartbeat that changes nothing we read
             return False
@@ -93,6 +98,8 @@ class Caches:
         """The object is gone; True when it had a view."""
         self.known[name].pop(key, None)
         self.deleted[name][key] = self.clock()
+        if name == "deployments":
+            self.foreign_deployments.discard(key)
         return self.views[name].pop(key, None) is not None
 
     def event_since(self, name: str, key: str, since: float) -> bool:

@@ -194,8 +194,10 @@ class OperatorMetrics:
             "variant and node pool each time the plan changes).", POOL_LABELS, registry=r)
         self.degraded = Gauge(
             "inferpool_degraded",
-            "Failures currently affecting the InferencePool, by reason "
-            "(NodePoolLost, Stockout, VariantDegraded).", [*POOL_LABELS, "reason"], registry=r)
+            "Failures currently affecting the InferencePool, by reason (NodePoolLost, "
+            "Stockout, VariantDegraded, or a refusal: PodSecurityRejected, QuotaExceeded, "
+            "LimitRangeRejected, AdmissionDenied, PodCreateFailed, ProgressDeadlineExceeded, "
+            "WriteRejected, NameConflict).", [*POOL_LABELS, "reason"], registry=r)
         self.failovers = Counter(
             "inferpool_failovers_total",
             "Failures that newly affected the InferencePool (capacity moved elsewhere), "

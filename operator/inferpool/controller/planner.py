@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,7 +23,8 @@ from kubernetes.client.exceptions import ApiException
 
 from inferpool.cluster import ClusterSnapshot
 from inferpool.controller import demand as dm
-from inferpool.controller import planning
+from inferpool.controller import failures as fl
+from inferpool.controller import naming, planning
 from inferpool.controller import status as st
 from inferpool.controller.health import (
     Backoff,
@@ -111,6 +112,17 @@ class Planner:
             stockout_seconds=settings.stockout_seconds, broken_seconds=settings.broken_seconds,
             stockouts=Backoff(initial=settings.retry_backoff_seconds),
             broken=Backoff(initial=settings.retry_backoff_seconds))
+        # variants whose pods admission refuses or whose Deployment the API refuses
+        self.refusals = fl.RefusalTracker(Backoff(initial=settings.retry_backoff_seconds))
+        # pool key -> what this reconcile's apply found, for the status: refused Deployment
+        # writes retried on the next one (a 5xx, a timeout), names a foreign Deployment holds
+        self.apply_problems: dict[str, list[tuple[str, str]]] = {}
+        # pool key -> the generation whose Deployments were last dry-run, and the admission
+        # warnings of those dry runs (posted as Events with the statuses)
+        self.dry_run: dict[str, int] = {}
+        self.dry_run_warnings: dict[str, list[str]] = {}
+        # "namespace/name" of Deployments that are not ours (handlers.Caches)
+        self.foreign_deployments: Collection[str] = frozenset()
         self.replaced: dict[tuple[str, str], float] = {}  # pods deleted off failed nodes
         # placements whose new pods of the last plan all bind in the scheduler's view: a pod
         # of one unschedulable is a wrong model, re-planned at once (health.py)
@@ -217,8 +229,10 @@ class Planner:
                             self.expected_to_bind)
         stocked_out = self.health.stocked_out(now)
         broken = self.health.broken_variants(now)
+        self.refusals.observe(((k, d.body) for k, d in live.items() if k[0] in by_key), now)
+        refused = self.refusals.refused(now)
         call = planning.engine_call(cluster, {k: d.required_rps for k, d in demands.items()},
-                                    self.settings, stocked_out, broken)
+                                    self.settings, stocked_out, broken | refused)
         plan, binding = await asyncio.to_thread(planning.bindable_plan, cluster, call,
                                                 self.settings)
         self.expected_to_bind = binding.fitting
@@ -237,7 +251,7 @@ class Planner:
         no_hold = dead | frozenset(stocked_out)
         started = time_moves(self.moves, plan.replicas, live, now)
         gate = make_before_break(plan.replicas, live, by_key, started, now, no_hold, broken,
-                                 frozen)
+                                 frozen, refused)
         destructive = _destructive(gate.targets, live, pods, nodes,
                                    self.settings.replace_pods_on_failed_nodes)
         if destructive and self.synced is not None and not await self.synced(
@@ -246,7 +260,7 @@ class Planner:
             self.wake("caches resynced")
             report.phases["apply"] = time.perf_counter() - t0
             return report
-        report.writes += await self._apply(gate.targets, live, by_key, snapshot)
+        report.writes += await self._apply(gate.targets, live, by_key, snapshot, now)
         report.writes += await self._replace_pods_on_failed_nodes(pods, nodes, now)
         report.phases["apply"] = time.perf_counter() - t0
         if not self.is_leader():  # statuses would describe a plan the next leader may redo
@@ -280,8 +294,16 @@ class Planner:
 
     async def _apply(self, targets: Mapping[PlacementKey, int],
                      live: Mapping[PlacementKey, LiveDeployment],
-                     pools: Mapping[str, ParsedPool], snapshot: ClusterSnapshot) -> int:
+                     pools: Mapping[str, ParsedPool], snapshot: ClusterSnapshot,
+                     now: float) -> int:
         jobs: list[Callable[[], bool]] = []
+        self.apply_problems = {}
+        names = naming.resolve([k for k, n in targets.items() if n > 0],
+                               {k: d.name for k, d in live.items()}, self.foreign_deployments)
+        for key, taken in names.avoided.items():
+            self.apply_problems.setdefault(key[0], []).append((fl.NAME_CONFLICT, (
+                f"Deployment {taken} is not this InferencePool's: left alone; variant {key[1]}"
+                f" in node pool {key[2]} runs as {names.names[key]}")))
         for key, replicas in sorted(targets.items()):
             pool = pools[key[0]]
             existing = live.get(key)
@@ -295,24 +317,34 @@ class Planner:
                 # held (make-before-break) until the new ones are Ready; nothing to rebuild.
                 continue
             variant = variants[key[1]]
+            # a new spec: each Deployment it changes is dry-run first, and a refusal reported
+            # before anything is applied
+            dry = self.dry_run.get(pool.key) != pool.generation
             selector = node_selector(variant, snapshot.pool(key[2]))
             body = dep.build(workload(pool, variant), key[2], selector, replicas,
-                             self.settings.toleration_seconds)
+                             self.settings.toleration_seconds, names.names[key])
             if existing is None:
-                jobs.append(partial(self._write_deployment, body, None))
+                jobs.append(partial(self._write_deployment, body, None, key, now, dry))
                 continue
             action = write_needed(body, existing, self.written.get(
                 (existing.namespace, existing.name)))
             if action is not None:
                 jobs.append(partial(self._write_deployment, body,
-                                    existing.body if action == "replace" else None))
+                                    existing.body if action == "replace" else None, key, now,
+                                    dry))
+        self.dry_run = {k: p.generation for k, p in pools.items()}
         return await self._write(jobs, "apply")
 
-    def _write_deployment(self, body: dict[str, Any], replacing: Mapping[str, Any] | None
-                          ) -> bool:
+    def _write_deployment(self, body: dict[str, Any], replacing: Mapping[str, Any] | None,
+                          key: PlacementKey | None = None, now: float = 0.0,
+                          dry_run: bool = False) -> bool:
         """Server-side apply `body`; or, with `replacing` (the live object), replace it whole so
-        that fields another manager added go too."""
+        that fields another manager added go too. A refusal is reported with the API's words;
+        one the same body would get again (400, 403, 422) holds the variant back (`key`).
+        With `dry_run`, a server-side dry run goes first: the real write only if it passes."""
         meta = body["metadata"]
+        if dry_run and not self._dry_run(body, replacing, key, now):
+            return False
         try:
             # plain JSON: only the generation is read, and building the client's model
             # objects for every applied Deployment costs more CPU than the request itself
@@ -327,10 +359,19 @@ class Planner:
                     field_manager=lbl.FIELD_MANAGER, _preload_content=False)
             written = json.loads(result.data)
         except ApiException as exc:
+            error = fl.write_error(exc.status, exc.reason, exc.body)
+            name = f"{meta['namespace']}/{meta['name']}"
             log.warning("apply failed" if replacing is None else "replace failed",
-                        deployment=f"{meta['namespace']}/{meta['name']}",
-                        status=exc.status, reason=exc.reason)
+                        deployment=name, status=exc.status, reason=error.reason,
+                        message=error.message, fields=list(error.fields))
             self.metrics.write_failed("Deployment", exc.status)
+            if key is not None:
+                refusal = fl.write_refusal(name, error)
+                if error.permanent:
+                    self.refusals.refuse(key[:2], refusal, now)
+                else:
+                    self.apply_problems.setdefault(key[0], []).append(
+                        (refusal.reason, refusal.message + "; retried on the next plan"))
             return False
         self.written[(meta["namespace"], meta["name"])] = (
             int(written["metadata"].get("generation") or 0), dep.digest(body))
@@ -341,6 +382,45 @@ class Planner:
             log.warning("replaced deployment: fields set by hand put back",
                         deployment=f"{meta['namespace']}/{meta['name']}",
                         fields=list(replacing.get("foreignFields") or ())[:10])
+        return True
+
+    def _dry_run(self, body: dict[str, Any], replacing: Mapping[str, Any] | None,
+                 key: PlacementKey | None, now: float) -> bool:
+        """Whether the API server (validation, webhooks, Pod Security's warnings) would take
+        this write; its admission warnings are kept for an Event."""
+        meta = body["metadata"]
+        name = f"{meta['namespace']}/{meta['name']}"
+        try:
+            if replacing is None:
+                result = self.apps.patch_namespaced_deployment(
+                    meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
+                    force=True, dry_run="All", _content_type="application/apply-patch+yaml",
+                    _preload_content=False)
+            else:
+                result = self.apps.replace_namespaced_deployment(
+                    meta["name"], meta["namespace"], dep.replacement(body, replacing),
+                    field_manager=lbl.FIELD_MANAGER, dry_run="All", _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:  # a replace of a Deployment deleted meanwhile: apply it
+                return True
+            error = fl.write_error(exc.status, exc.reason, exc.body)
+            log.warning("dry run refused", deployment=name, status=exc.status,
+                        reason=error.reason, message=error.message, fields=list(error.fields))
+            self.metrics.write_failed("Deployment", exc.status)
+            if key is not None:
+                refusal = fl.write_refusal(name, error, dry_run=True)
+                if error.permanent:
+                    self.refusals.refuse(key[:2], refusal, now)
+                else:
+                    self.apply_problems.setdefault(key[0], []).append(
+                        (refusal.reason, refusal.message + "; retried on the next plan"))
+            return False
+        texts = fl.warnings(getattr(result, "headers", {}).get("Warning"))
+        if texts:
+            log.warning("dry run warned", deployment=name, warnings=texts)
+            if key is not None:
+                self.dry_run_warnings.setdefault(key[0], []).extend(
+                    f"a dry run of Deployment {name} warned: {text}" for text in texts)
         return True
 
     def _delete(self, d: LiveDeployment) -> bool:
@@ -434,6 +514,15 @@ class Planner:
                 out[pool_key].append(("VariantDegraded", f"variant {variant} is failing ("
                                       f"{self.health.broken_why.get((pool_key, variant), '')});"
                                       " capacity moved to other variants, retrying it later"))
+        for (pool_key, variant) in sorted(self.refusals.refused(now)):
+            refusal = self.refusals.why.get((pool_key, variant))
+            if pool_key in out and refusal is not None:
+                out[pool_key].append((refusal.reason, f"variant {variant}: {refusal.message}; "
+                                      "its capacity is planned on other variants, retrying "
+                                      "it later"))
+        for pool_key, problems in self.apply_problems.items():
+            if pool_key in out:
+                out[pool_key].extend(problems)
         return {k: sorted(set(v)) for k, v in out.items()}
 
     # -- status -------------------------------------------------------------------------------
@@ -454,9 +543,11 @@ class Planner:
             new = st.pool_status(pool, plan.outcomes.get(pool.key), demands[pool.key],
                                  targets_of.get(pool.key, {}), live_of.get(pool.key, {}),
                                  snapshot, holding.get(pool.key),
-                                 [message for _, message in problems], now)
+                                 problems, now)
             for reason, message in problems:
                 self._event(pool.body, "Warning", reason, message)
+            for message in self.dry_run_warnings.pop(pool.key, []):
+                self._event(pool.body, "Warning", "AdmissionWarning", message)
             if _differs(new, pool.body.get("status") or {}):
                 jobs.append(partial(self._patch_status, "inferencepools", pool.namespace,
                                     pool.name, new))

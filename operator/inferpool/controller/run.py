@@ -83,6 +83,7 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry, settings)
     caches = handlers.Caches()
+    planner.foreign_deployments = caches.foreign_deployments
     handlers.register(registry, planner, caches)
 
     log.info("starting", identity=settings.identity, namespaces=list(settings.namespaces) or

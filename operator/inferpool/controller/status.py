@@ -8,6 +8,7 @@ from typing import Any
 
 from inferpool.api.common import Condition, ConditionStatus, set_condition
 from inferpool.cluster import ClusterSnapshot
+from inferpool.controller import failures as fl
 from inferpool.controller.translate import LiveDeployment, ParsedPool
 from inferpool.placement import PlacementKey, PoolOutcome
 from inferpool.scaling.recommender import DemandStatus
@@ -59,9 +60,12 @@ def pool_status(
     live: Mapping[PlacementKey, LiveDeployment],
     snapshot: ClusterSnapshot,
     holding: str | None,
-    degraded: Sequence[str],
+    degraded: Sequence[tuple[str, str]],
     now: dt.datetime,
 ) -> dict[str, Any]:
+    """`degraded`: (reason, message) of every failure affecting the pool (planner); a refusal
+    (controller/failures.py) names the Degraded condition, and the Ready one while the pool
+    does not serve, so `kubectl get ipool` says why in the API server's words."""
     spec = pool.model.spec
     gen = pool.generation
     capacity_of = {v.name: v.capacity for v in spec.variants}
@@ -95,19 +99,25 @@ def pool_status(
     serving = ready_total >= spec.replicas.min and ready_capacity + 1e-9 >= min(
         needed, (outcome.capacity_rps if outcome else needed))
     shortfall = outcome.shortfall_rps if outcome else 0.0
+    refusals = [(r, m) for r, m in degraded if r in fl.REASONS or r == fl.NAME_CONFLICT]
+    ready_message = (f"{ready_total}/{desired_total} replicas Ready, {ready_capacity:.1f} req/s "
+                     f"of {needed:.1f} req/s required")
+    if not serving and refusals:
+        ready_reason, ready_message = refusals[0][0], f"{ready_message}; {refusals[0][1]}"
+    else:
+        ready_reason = "Serving" if serving else "ReplicasNotReady"
     conditions = [
         _cond("SpecInvalid", False, "Valid", "", gen, now),
-        _cond("Ready", serving, "Serving" if serving else "ReplicasNotReady",
-              f"{ready_total}/{desired_total} replicas Ready, {ready_capacity:.1f} req/s of "
-              f"{needed:.1f} req/s required", gen, now),
+        _cond("Ready", serving, ready_reason, ready_message, gen, now),
         _cond("CapacityShortfall", shortfall > 1e-9,
               "InsufficientAccelerators" if shortfall > 1e-9 else "CapacityMet",
               (f"{shortfall:.1f} req/s short: {outcome.shortfall_cause}" if outcome and
                shortfall > 1e-9 else ""), gen, now),
         _cond("Rebalancing", holding is not None, "MovingReplicas" if holding else "Stable",
               holding or "", gen, now),
-        _cond("Degraded", bool(degraded), "Failover" if degraded else "Healthy",
-              "; ".join(degraded), gen, now),
+        _cond("Degraded", bool(degraded),
+              refusals[0][0] if refusals else "Failover" if degraded else "Healthy",
+              "; ".join(m for _, m in degraded), gen, now),
         # While demand is known the message stays fixed: the tracker's own message carries
         # timers that would rewrite the status on every tick.
         _cond(DEMAND_UNKNOWN, demand.demand_unknown, demand.reason,

@@ -294,13 +294,16 @@ def make_before_break(
     dead_node_pools: frozenset[str] = frozenset(),
     broken: frozenset[tuple[str, str]] = frozenset(),
     frozen_node_pools: frozenset[str] = frozenset(),
+    refused: frozenset[tuple[str, str]] = frozenset(),
 ) -> Gate:
     """Scale up new places at once; scale down old ones only when every growing place of the
     same InferencePool is Ready. Once the pool's rollout.readyTimeoutSeconds has passed since
     the move began, old replicas go only as far as new ones are Ready: new replicas that never
     become Ready never release old ones. Replicas in node pools with no healthy node, or of a
     broken variant, serve nothing, so they never hold. Replicas in `frozen_node_pools` (whose
-    nodes' health is unknown: a zone-scale failure) are never scaled down."""
+    nodes' health is unknown: a zone-scale failure) are never scaled down. A `refused` variant
+    (its pods cannot be created: controller/failures.py) keeps only its Ready replicas, and
+    those until the pool's other planned places are Ready and reach replicas.min."""
     gate = Gate()
     own_keys = by_pool(dict.fromkeys(sorted(set(planned) | set(live))))  # one pass, not per pool
     for pool_key_, pool in pools.items():
@@ -314,6 +317,8 @@ def make_before_break(
         hold = bool(waiting) and rollout.make_before_break
         missing = sum(planned[w] - (live[w].ready if w in live else 0) for w in waiting)
         keep = missing  # after the timeout: old replicas kept, at most one per missing new one
+        elsewhere = sum(planned.get(k, 0) for k in own if k[:2] not in refused)
+        covered = not waiting and elsewhere >= pool.model.spec.replicas.min
         for k in own:
             want = planned.get(k, 0)
             have = live[k].replicas if k in live else 0
@@ -321,6 +326,12 @@ def make_before_break(
                 gate.targets[k] = have
                 gate.holding[pool_key_] = (
                     f"node pool {k[2]} is in a zone-scale failure: its replicas are kept")
+            elif want < have and k[:2] in refused:
+                gate.targets[k] = want if covered else max(want, min(have, live[k].ready))
+                if gate.targets[k] > want:
+                    gate.holding[pool_key_] = (
+                        f"variant {k[1]} is refused new pods: its {gate.targets[k]} Ready "
+                        f"replica(s) in {k[2]} are kept until replacements are Ready")
             elif want < have and hold and k[2] not in dead_node_pools and k[:2] not in broken:
                 kept = min(have - want, keep) if timed_out else have - want
                 keep -= kept if timed_out else 0

@@ -33,7 +33,9 @@ class Workload:
 
 
 def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], replicas: int,
-          toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> dict[str, Any]:
+          toleration_seconds: int = DEFAULT_TOLERATION_SECONDS, name: str | None = None
+          ) -> dict[str, Any]:
+    """`name`: the Deployment's name (controller/naming.py); by default the plain one."""
     selector = {lbl.POOL: workload.pool, lbl.VARIANT: workload.variant, lbl.NODE_POOL: node_pool}
     ours = {**selector, lbl.ACCELERATOR: workload.family, lbl.MANAGED_BY: lbl.MANAGER}
     template = copy.deepcopy(dict(workload.template))
@@ -48,7 +50,7 @@ def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], 
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": lbl.deployment_name(workload.pool, workload.variant, node_pool),
+            "name": name or lbl.deployment_name(workload.pool, workload.variant, node_pool),
             "namespace": workload.namespace,
             "labels": ours,
             "ownerReferences": [{

@@ -35,9 +35,19 @@ _NOT_NAME = re.compile(r"[^a-z0-9-]+")
 
 
 def deployment_name(pool: str, variant: str, node_pool: str) -> str:
-    """A stable, DNS-safe name per (InferencePool, variant, node pool); hashed when too long."""
+    """The plain, DNS-safe name of (InferencePool, variant, node pool); hashed when too long.
+    Plain names can collide (`chat-3.1` and `chat-3-1`; `qa` + `l4-x` and `qa-l4` + `x`):
+    controller/naming.py gives the hashed one where they do."""
     name = _NOT_NAME.sub("-", f"{pool}-{variant}-{node_pool}".lower()).strip("-")
     if len(name) <= 52:
         return name
+    return hashed_deployment_name(pool, variant, node_pool)
+
+
+def hashed_deployment_name(pool: str, variant: str, node_pool: str) -> str:
+    """The plain name cut to 43 characters plus 8 hex digits of the exact (unsanitised) parts:
+    distinct for distinct parts, and within the 63 characters of a pod name's label value once
+    the ReplicaSet and pod suffixes are added."""
+    name = _NOT_NAME.sub("-", f"{pool}-{variant}-{node_pool}".lower()).strip("-")
     digest = hashlib.sha256(f"{pool}/{variant}/{node_pool}".encode()).hexdigest()[:8]
     return f"{name[:43].rstrip('-')}-{digest}"
