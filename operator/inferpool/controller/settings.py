@@ -41,6 +41,10 @@ class Settings(BaseModel):
     prometheus_url: str | None = None
     # URL prefixes spec.demand.prometheus.url may use besides prometheus_url; "*": any URL
     prometheus_allowed_urls: Names = ()
+    # tenancy mode: every query's selectors get <label>="<the InferencePool's namespace>"
+    prometheus_tenancy: bool = False
+    prometheus_tenancy_label: str = Field("namespace", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    secret_read_timeout_seconds: float = Field(5.0, gt=0)  # a token's Secret, before a query
     toleration_seconds: int = Field(30, ge=0)
     replace_pods_on_failed_nodes: bool = True
     # unhealthy share of a zone's nodes from which our pods there are neither replaced nor removed
@@ -110,6 +114,12 @@ HELP: dict[str, str | None] = {
     "prometheus_allowed_urls": "URL prefixes (scheme://host[:port][/path]) an InferencePool's "
                                "spec.demand.prometheus.url may use; --prometheus-url is always "
                                "allowed; '*': any URL",
+    "prometheus_tenancy": "tenancy mode: add <label>=\"<namespace of the InferencePool>\" to "
+                          "every series selector of every query (as prom-label-proxy does) and "
+                          "refuse queries that cannot be scoped so",
+    "prometheus_tenancy_label": "the label that holds a series' namespace in tenancy mode",
+    "secret_read_timeout_seconds": "longest wait for a query's bearer-token Secret (read "
+                                   "before every query)",
     "toleration_seconds": "tolerationSeconds for not-ready/unreachable taints on our pods",
     "replace_pods_on_failed_nodes": "delete our pods on NotReady/unreachable nodes so they are "
                                     "replaced at once",
