@@ -280,3 +280,19 @@ def test_existing_service_account() -> None:
     assert done.returncode != 0
     assert "serviceAccount.name is required" in done.stderr
 
+
+
+@pytest.mark.parametrize(("values", "json_values", "enabled"), [
+    ({}, {}, "false"),  # no Prometheus to query: nothing shared
+    ({"prometheus.url": "http://prom.monitoring:9090"}, {}, "true"),  # one for all namespaces
+    ({}, {"prometheus.allowedURLs": '["https://thanos.example/t"]'}, "true"),
+    ({"prometheus.url": "http://p:9090", "prometheus.tenancy.enabled": "false"}, {}, "false"),
+    ({"prometheus.tenancy.enabled": "true", "prometheus.tenancy.label": "kube_namespace"}, {},
+     "true"),
+])
+def test_prometheus_tenancy_is_on_when_the_prometheus_is_shared(
+        values: dict[str, str], json_values: dict[str, str], enabled: str) -> None:
+    variables = env(render(values, json_values=json_values))
+    assert variables["INFERPOOL_PROMETHEUS_TENANCY"] == enabled
+    assert variables["INFERPOOL_PROMETHEUS_TENANCY_LABEL"] == values.get(
+        "prometheus.tenancy.label", "namespace")

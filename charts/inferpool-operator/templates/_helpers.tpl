@@ -68,3 +68,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "inferpool-operator.leaseName" -}}
 {{- include "inferpool-operator.fullname" . }}
 {{- end }}
+
+{{/* Prometheus tenancy mode, "true" or "false". auto: on when the Prometheus is shared, i.e. there
+is one to query and the operator serves more than one namespace (all of them, unless
+watchNamespaces names exactly one). */}}
+{{- define "inferpool-operator.prometheusTenancy" -}}
+{{- $enabled := .Values.prometheus.tenancy.enabled -}}
+{{- if eq (toString $enabled) "auto" -}}
+{{- $queried := or .Values.prometheus.url .Values.prometheus.allowedURLs -}}
+{{- $watched := .Values.watchNamespaces | default list -}}
+{{- if and $queried (ne (len $watched) 1) }}true{{ else }}false{{ end -}}
+{{- else -}}
+{{- toString $enabled -}}
+{{- end -}}
+{{- end }}
