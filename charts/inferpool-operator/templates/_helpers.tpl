@@ -82,3 +82,26 @@ watchNamespaces names exactly one). */}}
 {{- toString $enabled -}}
 {{- end -}}
 {{- end }}
+
+{{/* How a ServiceMonitor/PodMonitor endpoint reaches a secured metrics port: HTTPS with
+metrics.tls.scrapeTLSConfig; with metrics.auth a bearer token from metrics.auth.scrapeTokenSecret
+(a Secret of the monitor's namespace), else, for the ServiceMonitor only, Prometheus's own
+ServiceAccount token. */}}
+{{- define "inferpool-operator.scrapeSecurity" -}}
+{{- if .Values.metrics.tls.secretName }}
+scheme: https
+{{- with .Values.metrics.tls.scrapeTLSConfig }}
+tlsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- if .Values.metrics.auth.enabled }}
+{{- with .Values.metrics.auth.scrapeTokenSecret }}
+authorization:
+  type: Bearer
+  credentials:
+    name: {{ .name }}
+    key: {{ .key }}
+{{- end }}
+{{- end }}
+{{- end }}
