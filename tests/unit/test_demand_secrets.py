@@ -92,7 +92,7 @@ async def _max_lag(until: asyncio.Future[Any]) -> float:
 
 def test_a_hung_api_server_neither_stalls_the_loop_nor_the_plan(
         hung_api: client.ApiClient) -> None:
-    settings = Settings(secret_read_timeout_seconds=1.0, demand_wait_seconds=0.2,
+    settings = Settings(secret_read_timeout_seconds=2.0, demand_wait_seconds=0.2,
                         prometheus_url="http://127.0.0.1:9")
     planner = Planner(settings, hung_api)
 
@@ -107,12 +107,14 @@ def test_a_hung_api_server_neither_stalls_the_loop_nor_the_plan(
         return lag, planned_after, reading.result(), time.monotonic() - started
 
     lag, planned_after, reading, total = asyncio.run(run())
-    assert lag < 0.2  # the loop was free the whole time
-    assert planned_after < 1.0  # the plan waited demand_wait_seconds, not for the Secret
+    # The loop was free the whole time (a blocking read would hold it for the 2 s timeout;
+    # the margins are for a loaded 2-core machine).
+    assert lag < 0.5, lag
+    assert planned_after < 1.5, planned_after  # the plan waited demand_wait_seconds (0.2 s)
     assert isinstance(reading, Reading)
     assert reading.reason == "SecretUnreadable"
-    assert "took more than 1s" in reading.message
-    assert total < 3.0
+    assert "took more than 2s" in reading.message
+    assert total < 5.0, total
 
 
 def test_the_secret_must_carry_the_usage_label() -> None:
