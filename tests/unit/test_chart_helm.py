@@ -285,3 +285,46 @@ def test_existing_service_account() -> None:
     assert done.returncode != 0
     assert "serviceAccount.name is required" in done.stderr
 
+
+
+@pytest.mark.parametrize(("values", "json_values", "enabled"), [
+    ({}, {}, "false"),  # no Prometheus to query: nothing shared
+    ({"prometheus.url": "http://prom.monitoring:9090"}, {}, "true"),  # one for all namespaces
+    ({}, {"prometheus.allowedURLs": '["https://thanos.example/t"]'}, "true"),
+    ({"prometheus.url": "http://p:9090", "prometheus.tenancy.enabled": "false"}, {}, "false"),
+    ({"prometheus.tenancy.enabled": "true", "prometheus.tenancy.label": "kube_namespace"}, {},
+     "true"),
+])
+def test_prometheus_tenancy_is_on_when_the_prometheus_is_shared(
+        values: dict[str, str], json_values: dict[str, str], enabled: str) -> None:
+    variables = env(render(values, json_values=json_values))
+    assert variables["INFERPOOL_PROMETHEUS_TENANCY"] == enabled
+    assert variables["INFERPOOL_PROMETHEUS_TENANCY_LABEL"] == values.get(
+        "prometheus.tenancy.label", "namespace")
+
+
+def test_secured_metrics_reach_the_operator_the_probe_and_the_monitors() -> None:
+    docs = render({"metrics.auth.enabled": "true", "metrics.tls.secretName": "metrics-cert",
+                   "metrics.bindAddress": "::", "metrics.serviceMonitor.enabled": "true",
+                   "metrics.auth.scrapeTokenSecret.name": "scrape-token",
+                   "metrics.auth.scrapeTokenSecret.key": "token",
+                   "metrics.tls.scrapeTLSConfig.serverName": "inferpool"})
+    variables = env(docs)
+    assert variables["INFERPOOL_METRICS_AUTH"] == "true"
+    assert variables["INFERPOOL_METRICS_BIND_ADDRESS"] == "::"
+    assert variables["INFERPOOL_METRICS_TLS_CERT_FILE"] == "/etc/inferpool/metrics-tls/tls.crt"
+    op = container(docs)
+    assert op["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "metrics-tls", "secret": {"secretName": "metrics-cert"}} in pod["volumes"]
+    endpoint = only(docs, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"serverName": "inferpool"}
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {
+        "name": "scrape-token", "key": "token"}}
+    reader = [d for d in docs if d["kind"] == "ClusterRole"
+              and d["metadata"]["name"].endswith("-metrics-reader")]
+    assert reader[0]["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    plain = env(render())
+    assert plain["INFERPOOL_METRICS_AUTH"] == "false"
+    assert "INFERPOOL_METRICS_TLS_CERT_FILE" not in plain

@@ -24,7 +24,7 @@ class FakeSource:
     def __init__(self, config: PrometheusConfig) -> None:
         self.built.append(config)
 
-    async def read(self) -> Reading:
+    async def read(self, *, bearer_token: str | None = None) -> Reading:
         return Reading.good(5.0)
 
     async def aclose(self) -> None:
@@ -48,7 +48,7 @@ def observe(allowed: tuple[str, ...], pools: dict[str, InferencePool]
             ) -> tuple[dict[str, Any], list[str]]:
     secrets_read: list[str] = []
 
-    def read_secret(namespace: str, name: str, key: str) -> str:
+    async def read_secret(namespace: str, name: str, key: str) -> str:
         secrets_read.append(name)
         return "token"
 
@@ -94,3 +94,35 @@ def test_empty_list_allows_only_the_operators_own_url_and_star_allows_any() -> N
     statuses, secrets_read = observe(("*",), pools)
     assert not any(s.demand_unknown for s in statuses.values())
     assert sorted(secrets_read) == ["a-token", "b-token"]
+
+
+def test_tenancy_mode_scopes_each_query_to_its_pools_namespace() -> None:
+    def made(name: str, query: str) -> InferencePool:
+        return InferencePool.model_validate(pool_body(name, demand={"prometheus": {
+            "query": query, "auth": {"secretRef": {"name": f"{name}-token"}}}}))
+
+    secrets_read: list[str] = []
+
+    async def read_secret(namespace: str, name: str, key: str) -> str:
+        secrets_read.append(name)
+        return "token"
+
+    async def run() -> dict[str, Any]:
+        book = DemandBook(ManualClock(), OWN, read_secret, tenancy_label="namespace")
+        try:
+            return dict(await book.observe_all({
+                "team-a/ok": made("ok", 'sum(rate(requests_total{job="m"}[1m]))'),
+                "team-a/other": made("other", 'sum(rate(requests_total{namespace="team-b"}[1m]))'),
+            }, {}))
+        finally:
+            await book.close()
+
+    statuses = asyncio.run(run())
+    assert [c.query for c in FakeSource.built] == [
+        'sum(rate(requests_total{job="m",namespace="team-a"}[1m]))']
+    assert not statuses["team-a/ok"].demand_unknown
+    refused = statuses["team-a/other"]
+    assert refused.demand_unknown
+    assert refused.reason == "QueryNotScoped"
+    assert 'reads only the series of its own namespace (namespace="team-a")' in refused.message
+    assert secrets_read == ["ok-token"]  # the refused pool's Secret is not even read

@@ -68,3 +68,40 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "inferpool-operator.leaseName" -}}
 {{- include "inferpool-operator.fullname" . }}
 {{- end }}
+
+{{/* Prometheus tenancy mode, "true" or "false". auto: on when the Prometheus is shared, i.e. there
+is one to query and the operator serves more than one namespace (all of them, unless
+watchNamespaces names exactly one). */}}
+{{- define "inferpool-operator.prometheusTenancy" -}}
+{{- $enabled := .Values.prometheus.tenancy.enabled -}}
+{{- if eq (toString $enabled) "auto" -}}
+{{- $queried := or .Values.prometheus.url .Values.prometheus.allowedURLs -}}
+{{- $watched := .Values.watchNamespaces | default list -}}
+{{- if and $queried (ne (len $watched) 1) }}true{{ else }}false{{ end -}}
+{{- else -}}
+{{- toString $enabled -}}
+{{- end -}}
+{{- end }}
+
+{{/* How a ServiceMonitor/PodMonitor endpoint reaches a secured metrics port: HTTPS with
+metrics.tls.scrapeTLSConfig; with metrics.auth a bearer token from metrics.auth.scrapeTokenSecret
+(a Secret of the monitor's namespace), else, for the ServiceMonitor only, Prometheus's own
+ServiceAccount token. */}}
+{{- define "inferpool-operator.scrapeSecurity" -}}
+{{- if .Values.metrics.tls.secretName }}
+scheme: https
+{{- with .Values.metrics.tls.scrapeTLSConfig }}
+tlsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- if .Values.metrics.auth.enabled }}
+{{- with .Values.metrics.auth.scrapeTokenSecret }}
+authorization:
+  type: Bearer
+  credentials:
+    name: {{ .name }}
+    key: {{ .key }}
+{{- end }}
+{{- end }}
+{{- end }}

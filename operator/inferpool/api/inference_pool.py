@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Final, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
+from yarl import URL
 
 from inferpool.api.cel import cel, rule
 from inferpool.api.common import (
@@ -62,18 +63,59 @@ class PrometheusAuth(ApiModel):
     """Bearer token to send with each query."""
 
 
+# The URL parsed as the API server parses it (Go's net/url, through CEL's URL library): an
+# http(s) URL with a host and, if a port is given, one from 1 to 65535 (net/url has checked that
+# it is digits; a regex here would cost more than the CRD's budget). `&&` in CEL is false when
+# either side is false, even if the other is an error, so url() is safe after isURL().
+_PORT = "url(self).getPort()"
+URL_RULE = rule(
+    "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''"
+    f" && ({_PORT} == '' || (size({_PORT}) <= 5 && int({_PORT}) >= 1"
+    f" && int({_PORT}) <= 65535))",
+    "must be an http(s) URL with a host and, if given, a port from 1 to 65535")
+
+
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable as a Prometheus base URL (the pydantic twin of URL_RULE)."""
+    try:
+        parsed = URL(url)
+        parsed.port  # noqa: B018  (yarl checks the port when asked for it)
+    except ValueError as err:
+        return str(err)
+    if parsed.scheme not in ("http", "https"):
+        return f"the scheme is {parsed.scheme!r}, not http or https"
+    if not parsed.raw_host:
+        return "it has no host"
+    authority = re.split(r"[/?#]", url.split("://", 1)[-1], maxsplit=1)[0].rpartition("@")[2]
+    after_host = authority.rpartition("]")[2] if authority.startswith("[") else authority
+    port = after_host.rpartition(":")[2] if ":" in after_host else ""
+    if port and not (len(port) <= 5 and port.isascii() and port.isdigit()
+                     and 1 <= int(port) <= 65535):
+        return f"the port {port!r} is not a number from 1 to 65535"
+    return None
+
+
 class PrometheusSource(ApiModel):
     """Demand read from Prometheus: the query's scalar result, in requests/s."""
 
     query: Annotated[StrictStr, Field(min_length=1, max_length=4096)]
     """PromQL returning one sample: the request rate the model must serve, in requests/s."""
-    url: Annotated[StrictStr, Field(max_length=2048, pattern=r"^https?://[^\s]+$")] | None = None
+    url: Annotated[StrictStr, Field(max_length=2048, pattern=r"^https?://[^\s]+$",
+                                    json_schema_extra=cel(URL_RULE))] | None = None
     """Prometheus base URL; overrides the operator's default. The operator queries it only if
     its --prometheus-allowed-urls allows it (otherwise DemandUnknown, PrometheusURLNotAllowed)."""
     timeout_seconds: Annotated[StrictInt, Field(ge=1, le=300)] = 10
     """Query timeout; on failure the last known demand is kept."""
     auth: PrometheusAuth | None = None
     """Credentials for the query, if the Prometheus endpoint needs them."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        problem = None if value is None else url_problem(value)
+        if problem is not None:
+            raise ValueError(f"not a usable Prometheus URL: {problem}")
+        return value
 
 
 Tolerance = Annotated[StrictFloat, Field(ge=0, lt=1)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -33,10 +33,12 @@ from inferpool.scaling.sources import (
     PrometheusSource,
     Reading,
 )
+from inferpool.scaling.tenancy import UnscopableQueryError, scope
 from inferpool.scaling.urls import url_allowed, without_credentials
 
-# Resolves a Secret reference (namespace, name, key) to its value; None when unreadable.
-SecretReader = Callable[[str, str, str], "str | None"]
+# Reads a Secret reference (namespace, name, key): its value, or a failed Reading saying why.
+# Called before every query, so a rotated token is used from the next read on.
+SecretReader = Callable[[str, str, str], Awaitable["str | Reading"]]
 
 REASON_OVERDUE = "ReadingOverdue"  # a read has run past overdue_seconds: planning on held demand
 
@@ -115,13 +117,16 @@ class DemandBook:
                  read_secret: SecretReader | None = None,
                  allowed_urls: Sequence[str] = (), *, wait_seconds: float = 0.5,
                  overdue_seconds: float = 30.0,
-                 on_late_first_reading: Callable[[str], None] | None = None) -> None:
+                 on_late_first_reading: Callable[[str], None] | None = None,
+                 tenancy_label: str | None = None) -> None:
         self._clock = clock
         self._default_url = default_prometheus_url
         # What spec.demand.prometheus.url may be: the operator's own URL is always allowed.
         self._allowed = tuple(allowed_urls) + ((default_prometheus_url,)
                                                if default_prometheus_url else ())
         self._read_secret = read_secret
+        # Tenancy mode: every query's selectors get <label>="<the pool's namespace>".
+        self._tenancy_label = tenancy_label
         self._wait = wait_seconds
         self._overdue = overdue_seconds
         # A new pool's first reading that comes after the plan: the planner re-plans at once
@@ -146,18 +151,24 @@ class DemandBook:
                                   "queries only its --prometheus-url and the URL prefixes in its "
                                   "--prometheus-allowed-urls (INFERPOOL_PROMETHEUS_ALLOWED_URLS, "
                                   "chart value prometheus.allowedURLs)")
-        token = None
-        if prom.auth is not None:
-            namespace = key.split("/", 1)[0]
-            ref = prom.auth.secret_ref
-            token = self._read_secret(namespace, ref.name, ref.key) if self._read_secret else None
-            if token is None:
-                return Reading.failed("SecretUnreadable", f"cannot read key {ref.key!r} of Secret "
-                                      f"{namespace}/{ref.name} (it must carry the label "
-                                      "inferpool.dev/usage=prometheus-auth)")
-        return PrometheusSource(PrometheusConfig(url=url, query=prom.query,
-                                                 timeout_seconds=float(prom.timeout_seconds),
-                                                 bearer_token=token))
+        namespace = key.split("/", 1)[0]
+        query = prom.query
+        if self._tenancy_label is not None:
+            try:
+                query = scope(prom.query, self._tenancy_label, namespace)
+            except UnscopableQueryError as err:
+                return Reading.failed("QueryNotScoped", f"spec.demand.prometheus.query is "
+                                      "refused in tenancy mode, where a query reads only the "
+                                      f"series of its own namespace ({self._tenancy_label}="
+                                      f'"{namespace}"): {err}')
+        source = PrometheusSource(PrometheusConfig(url=url, query=query,
+                                                   timeout_seconds=float(prom.timeout_seconds)))
+        if prom.auth is None:
+            return source
+        ref = prom.auth.secret_ref
+        if self._read_secret is None:
+            return Reading.failed("SecretUnreadable", "this operator reads no Secrets")
+        return _WithToken(source, partial(self._read_secret, namespace, ref.name, ref.key))
 
     async def observe_all(self, pools: Mapping[str, InferencePool],
                           now_running: Mapping[str, Running]) -> dict[str, DemandStatus]:
@@ -242,13 +253,32 @@ class DemandBook:
             with contextlib.suppress(asyncio.CancelledError):
                 await entry.read
             entry.read = None
-        if isinstance(entry.source, PrometheusSource):
+        if isinstance(entry.source, PrometheusSource | _WithToken):
             await entry.source.aclose()
 
     async def close(self) -> None:
         entries, self._entries = list(self._entries.values()), {}
         for entry in entries:
             await self._close(entry)
+
+
+class _WithToken:
+    """A Prometheus source whose bearer token is read from its Secret before each query: a
+    rotated token is sent from the next read on, and no token is kept between reads."""
+
+    def __init__(self, source: PrometheusSource,
+                 fetch: Callable[[], Awaitable[str | Reading]]) -> None:
+        self._source = source
+        self._fetch = fetch
+
+    async def read(self) -> Reading:
+        token = await self._fetch()
+        if isinstance(token, Reading):
+            return token
+        return await self._source.read(bearer_token=token)
+
+    async def aclose(self) -> None:
+        await self._source.aclose()
 
 
 class _Failed:

@@ -20,6 +20,7 @@ instance stops being the leader, so a standby never exports a stale copy of the 
 from __future__ import annotations
 
 import platform
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -496,6 +497,9 @@ def _version(distribution: str) -> str:
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a failed TLS handshake or a dropped scrape: nothing the operator can act on
+
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
@@ -505,13 +509,23 @@ class _QuietHandler(WSGIRequestHandler):
 Readiness = Callable[[], tuple[bool, str]]
 
 
+# A bearer token -> (HTTP status, reason): 200 lets the scrape through (k8s/metrics_auth.py).
+Authorize = Callable[[str], Any]
+
+
 class MetricsServer:
     """`/metrics` (Prometheus text or OpenMetrics, as the scraper asks), `/readyz` (200 when
     `ready()` says so, else 503, with the reason as the body) and `/healthz` (200 while the
-    process serves), in a background thread."""
+    process serves), in a background thread.
+
+    With `authorize`, /metrics needs a bearer token it allows (401 without a valid one, 403
+    without the right); the probes stay open, as the kubelet sends no token. With `tls`, the
+    server speaks HTTPS only (the handshake runs in the request's thread, not the accepting
+    one, so a client that stalls it holds up no one else)."""
 
     def __init__(self, registry: CollectorRegistry, ready: Readiness, port: int,
-                 host: str = "0.0.0.0") -> None:
+                 host: str = "0.0.0.0", *, authorize: Authorize | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         metrics_app = make_wsgi_app(registry)
 
         def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -523,12 +537,19 @@ class MetricsServer:
             if path == "/healthz":
                 return _text(start_response, "200 OK", "ok")
             if path in ("/", "/metrics"):
+                if authorize is not None:
+                    refused = _refusal(environ, authorize)
+                    if refused is not None:
+                        return _text(start_response, *refused)
                 body: Iterable[bytes] = metrics_app(environ, start_response)
                 return body
             return _text(start_response, "404 Not Found", "not found: try /metrics or /readyz")
 
         self._server = make_server(host, port, app, server_class=_ThreadingServer,
                                    handler_class=_QuietHandler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True,
+                                                  do_handshake_on_connect=False)
         self.port: int = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
                                         daemon=True)
@@ -541,6 +562,28 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+_STATUS = {401: "401 Unauthorized", 403: "403 Forbidden", 503: "503 Service Unavailable"}
+
+
+def _refusal(environ: WSGIEnvironment, authorize: Authorize) -> tuple[str, str] | None:
+    """(status line, body) when the request may not read /metrics; None when it may."""
+    scheme, _, token = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return "401 Unauthorized", "a bearer token is needed"
+    decision = authorize(token.strip())
+    if decision.status == 200:
+        return None
+    return _STATUS.get(decision.status, "403 Forbidden"), str(decision.reason)
+
+
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server context from PEM files (TLS 1.2 or newer)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
 
 
 def _text(start_response: StartResponse, status: str, body: str) -> Iterator[bytes]:

@@ -52,10 +52,11 @@ from inferpool.controller.translate import (
     write_needed,
 )
 from inferpool.k8s import deployments as dep
-from inferpool.k8s import events
+from inferpool.k8s import events, secrets
 from inferpool.k8s import labels as lbl
 from inferpool.placement import PlacementKey, Plan
 from inferpool.scaling.clock import SystemClock
+from inferpool.scaling.sources import Reading
 
 log = structlog.get_logger("inferpool.planner")
 
@@ -100,7 +101,9 @@ class Planner:
                                     settings.prometheus_allowed_urls,
                                     wait_seconds=settings.demand_wait_seconds,
                                     overdue_seconds=2 * settings.tick_seconds,
-                                    on_late_first_reading=lambda key: self.wake("demand read"))
+                                    on_late_first_reading=lambda key: self.wake("demand read"),
+                                    tenancy_label=settings.prometheus_tenancy_label
+                                    if settings.prometheus_tenancy else None)
         self._leading = False  # as of the last wake-up: a change to True resets the demand book
         self.moves: MoveClock = {}  # make-before-break timers (translate.time_moves)
         self.disrupted: frozenset[str] = frozenset()  # zones last seen in a zone-scale failure
@@ -137,6 +140,8 @@ class Planner:
         # writes, nor in front of the engine and the Lease renewal on asyncio's default pool.
         self._writer = ThreadPoolExecutor(WRITE_CONCURRENCY, thread_name_prefix="api-write")
         self._poster = ThreadPoolExecutor(2, thread_name_prefix="api-event")
+        # Secret reads before queries: a slow API server ties up these threads, nothing else
+        self._secret_reader = ThreadPoolExecutor(4, thread_name_prefix="secret-read")
         self._parsed: ParseCache = {}  # InferencePools validated at their current version
         self.skipped_writes = 0  # writes not made because leadership ran out meanwhile
         # Karpenter's Cluster.Synced(): are the caches true to a recent listing? (resync.py)
@@ -634,17 +639,9 @@ class Planner:
                 self._poster, events.post, self.core, ref, type_, reason, message,
                 self.settings.identity)
 
-    def _read_secret(self, namespace: str, name: str, key: str) -> str | None:
-        import base64
-
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except ApiException:
-            return None
-        if (secret.metadata.labels or {}).get("inferpool.dev/usage") != "prometheus-auth":
-            return None
-        raw = (secret.data or {}).get(key)
-        return base64.b64decode(raw).decode().strip() if raw else None
+    async def _read_secret(self, namespace: str, name: str, key: str) -> str | Reading:
+        return await secrets.read_token(self.core, self._secret_reader, namespace, name, key,
+                                        timeout=self.settings.secret_read_timeout_seconds)
 
 
 # -- helpers ------------------------------------------------------------------------------------

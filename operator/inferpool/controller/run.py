@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import os
 import signal
+import ssl
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -17,12 +18,13 @@ from kubernetes import client
 
 from inferpool import logs
 from inferpool.controller import handlers, namespaces
-from inferpool.controller.metrics import MetricsServer
+from inferpool.controller.metrics import MetricsServer, tls_context
 from inferpool.controller.planner import Planner
 from inferpool.controller.resync import Resyncer
 from inferpool.controller.settings import Settings
 from inferpool.k8s.client import api_client
 from inferpool.k8s.lease import LeaseElector
+from inferpool.k8s.metrics_auth import MetricsAuthorizer
 
 log = structlog.get_logger("inferpool.run")
 
@@ -88,8 +90,12 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
 
     log.info("starting", identity=settings.identity, namespaces=list(settings.namespaces) or
              "all", lease=f"{settings.lease_namespace}/{settings.lease_name}")
-    metrics_server = MetricsServer(planner.metrics.registry, partial(_readiness, planner, elector),
-                                   settings.metrics_port).start() if settings.metrics_port else None
+    metrics_server = MetricsServer(
+        planner.metrics.registry, partial(_readiness, planner, elector), settings.metrics_port,
+        settings.metrics_bind_address,
+        authorize=MetricsAuthorizer(api) if settings.metrics_auth else None,
+        tls=_metrics_tls(settings),
+    ).start() if settings.metrics_port else None
     watched = settings.namespaces
     if watched:  # only those RBAC lets us read: a forbidden one would stop kopf and the caches
         watched = await namespaces.wait_readable(watched, handlers.prober(planner), stop,
@@ -122,6 +128,15 @@ async def operate(settings: Settings, stop: asyncio.Event | None = None) -> None
         if metrics_server is not None:
             metrics_server.stop()
         log.info("stopped", identity=settings.identity)
+
+
+def _metrics_tls(settings: Settings) -> ssl.SSLContext | None:
+    if settings.metrics_tls_cert_file is None or settings.metrics_tls_key_file is None:
+        return None
+    try:
+        return tls_context(settings.metrics_tls_cert_file, settings.metrics_tls_key_file)
+    except (OSError, ssl.SSLError) as err:  # a configuration error: stop with one clear line
+        raise SystemExit(f"--metrics-tls-cert-file/--metrics-tls-key-file: {err}") from None
 
 
 def _readiness(planner: Planner, elector: LeaseElector) -> tuple[bool, str]:

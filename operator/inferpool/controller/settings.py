@@ -11,7 +11,15 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "INFERPOOL_"
 # A comma-separated list in one variable or flag value; flags may also be repeated.
@@ -41,6 +49,10 @@ class Settings(BaseModel):
     prometheus_url: str | None = None
     # URL prefixes spec.demand.prometheus.url may use besides prometheus_url; "*": any URL
     prometheus_allowed_urls: Names = ()
+    # tenancy mode: every query's selectors get <label>="<the InferencePool's namespace>"
+    prometheus_tenancy: bool = False
+    prometheus_tenancy_label: str = Field("namespace", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    secret_read_timeout_seconds: float = Field(5.0, gt=0)  # a token's Secret, before a query
     toleration_seconds: int = Field(30, ge=0)
     replace_pods_on_failed_nodes: bool = True
     # unhealthy share of a zone's nodes from which our pods there are neither replaced nor removed
@@ -51,6 +63,11 @@ class Settings(BaseModel):
     retry_backoff_seconds: float = Field(60.0, gt=0)  # first retry of a stocked-out/broken one
     allow_privileged_namespaces: Names = ()
     metrics_port: int = Field(8080, ge=0, le=65535)
+    metrics_bind_address: str = "0.0.0.0"
+    # /metrics only for bearer tokens allowed `get` on the non-resource URL /metrics
+    metrics_auth: bool = False
+    metrics_tls_cert_file: str | None = None  # with the key: the metrics port speaks HTTPS
+    metrics_tls_key_file: str | None = None
     health_port: int = Field(8081, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -81,7 +98,15 @@ class Settings(BaseModel):
 
         return parse_allowed_urls(",".join(value))
 
-    @field_validator("prometheus_url", "kubeconfig", mode="before")
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.metrics_tls_cert_file is None) != (self.metrics_tls_key_file is None):
+            raise ValueError("give both metrics_tls_cert_file and metrics_tls_key_file, or "
+                             "neither")
+        return self
+
+    @field_validator("prometheus_url", "kubeconfig", "metrics_tls_cert_file",
+                     "metrics_tls_key_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -110,6 +135,12 @@ HELP: dict[str, str | None] = {
     "prometheus_allowed_urls": "URL prefixes (scheme://host[:port][/path]) an InferencePool's "
                                "spec.demand.prometheus.url may use; --prometheus-url is always "
                                "allowed; '*': any URL",
+    "prometheus_tenancy": "tenancy mode: add <label>=\"<namespace of the InferencePool>\" to "
+                          "every series selector of every query (as prom-label-proxy does) and "
+                          "refuse queries that cannot be scoped so",
+    "prometheus_tenancy_label": "the label that holds a series' namespace in tenancy mode",
+    "secret_read_timeout_seconds": "longest wait for a query's bearer-token Secret (read "
+                                   "before every query)",
     "toleration_seconds": "tolerationSeconds for not-ready/unreachable taints on our pods",
     "replace_pods_on_failed_nodes": "delete our pods on NotReady/unreachable nodes so they are "
                                     "replaced at once",
@@ -126,6 +157,13 @@ HELP: dict[str, str | None] = {
     "allow_privileged_namespaces": "namespaces whose pod templates may be privileged or use "
                                    "host namespaces or hostPath (comma-separated or repeated)",
     "metrics_port": "/metrics, /readyz and /healthz (0: off)",
+    "metrics_bind_address": "address the metrics port listens on (0.0.0.0: every IPv4 "
+                            "interface; :: every interface; 127.0.0.1 behind a proxy)",
+    "metrics_auth": "serve /metrics only to bearer tokens that a TokenReview authenticates and "
+                    "a SubjectAccessReview allows get on the non-resource URL /metrics "
+                    "(/readyz and /healthz stay open)",
+    "metrics_tls_cert_file": "PEM certificate: the metrics port speaks HTTPS (with the key)",
+    "metrics_tls_key_file": "PEM private key of that certificate",
     "health_port": "kopf's liveness endpoint /healthz",
     "log_level": "log level",
     "log_format": "log format",

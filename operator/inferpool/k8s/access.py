@@ -85,6 +85,12 @@ ACCESS: tuple[Access, ...] = (
            "secrets: bearer tokens for Prometheus demand queries; the operator only uses "
            "Secrets labelled inferpool.dev/usage=prometheus-auth",
            when="prometheus.authSecrets"),
+    Access("authentication.k8s.io", "tokenreviews", ("create",), "cluster",
+           "tokenreviews: who sends a scrape's bearer token (metrics.auth)",
+           when="metrics.auth.enabled"),
+    Access("authorization.k8s.io", "subjectaccessreviews", ("create",), "cluster",
+           "subjectaccessreviews: may that user get the non-resource URL /metrics",
+           when="metrics.auth.enabled"),
     Access("coordination.k8s.io", "leases", ("create",), "release-namespace",
            "leases: create the leader-election Lease (one replica plans at a time)"),
     Access("coordination.k8s.io", "leases", ("get", "update"), "release-namespace",

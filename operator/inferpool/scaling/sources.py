@@ -181,8 +181,12 @@ class PrometheusSource:
             self._ssl = ctx
         return self._ssl
 
-    async def read(self) -> Reading:
+    async def read(self, *, bearer_token: str | None = None) -> Reading:
+        """`bearer_token`: sent instead of the configured one (a token read just before)."""
         cfg = self.config
+        headers = self._headers
+        if bearer_token is not None:
+            headers = {**headers, "Authorization": f"Bearer {bearer_token}"}
         try:
             tls = self._ssl_option() if self._endpoint.scheme == "https" else True
         except (OSError, ssl.SSLError) as err:
@@ -194,7 +198,7 @@ class PrometheusSource:
             async with self._session.get(
                 self._endpoint,
                 params=params,
-                headers=self._headers,
+                headers=headers,
                 ssl=tls,
                 timeout=aiohttp.ClientTimeout(total=cfg.timeout_seconds),
                 # The URL allow-list checks the configured URL: a redirect must not lead the
