@@ -28,7 +28,8 @@ Scope = Literal["cluster", "release-namespace", "watched-namespaces"]
 # Cluster-scoped resources: granted by the ClusterRole in every mode. In the namespaced mode
 # (`watchNamespaces`) every other "cluster" rule becomes a Role in each watched namespace.
 CLUSTER_SCOPED: frozenset[str] = frozenset({"nodes", "acceleratorpools",
-                                            "acceleratorpools/status"})
+                                            "acceleratorpools/status", "tokenreviews",
+                                            "subjectaccessreviews"})
 
 
 @dataclass(frozen=True)
