@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv lock test-latest lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo image \
+.PHONY: help venv lock test-latest lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo image karpenter-bin \
         bench-engine bench-scaling bench-failover bench-operator bench-scale simulate clean
 
 help:
@@ -52,7 +52,11 @@ lint: venv
 sandbox-bin: venv
 	$(BIN)/inferpool sandbox build
 
-test: lint sandbox-bin prometheus
+# Karpenter's KWOK provider, for `sandbox up --autoscaler karpenter` (tests/sandbox/test_karpenter.py)
+karpenter-bin: venv
+	$(BIN)/inferpool sandbox build --autoscaler karpenter
+
+test: lint sandbox-bin karpenter-bin prometheus
 	$(BIN)/pytest
 
 test-unit: venv

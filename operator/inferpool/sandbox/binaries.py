@@ -129,7 +129,7 @@ def kwok_stages(log: Log = print) -> Path:
         return path
     _check_go()
     module = versions.KWOK_COMPONENT
-    info = json.loads(_go(["mod", "download", "-json", f"{module.module}@{module.version}"],
+    info = json.loads(go(["mod", "download", "-json", f"{module.module}@{module.version}"],
                           _workdir("kwok-stages"), log))
     stages = [yaml.safe_load((Path(info["Dir"]) / rel).read_text()) for rel in KWOK_STAGES]
     for stage in stages:
@@ -163,8 +163,9 @@ def _check_go() -> None:
         )
 
 
-def _go(args: list[str], cwd: Path, log: Log) -> str:
-    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+def go(args: list[str], cwd: Path, log: Log, toolchain: str = "local") -> str:
+    """Run the go command; `toolchain` other than "local" is fetched by go itself (a module)."""
+    env = {**os.environ, "GOTOOLCHAIN": toolchain, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
     log("  $ go " + " ".join(args))
     done = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           check=False)
@@ -201,12 +202,12 @@ def _build_group(group: list[Component], log: Log) -> None:
             ldflags.append(f"-X=sigs.k8s.io/kwok/pkg/consts.Version={first.version}")
         elif first is versions.HELM_COMPONENT:
             ldflags.append(f"-X=helm.sh/helm/v3/internal/version.version={first.version}")
-    _go(["get", *(f"{c.package or c.module}@{c.version}" for c in group)], work, log)
+    go(["get", *(f"{c.package or c.module}@{c.version}" for c in group)], work, log)
     packages = [c.package for c in group if c.package] or ["."]
     staging = bin_dir().with_name(bin_dir().name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)
     out = str(staging / first.binary) if packages == ["."] else str(staging) + "/"
-    _go(["build", "-trimpath", "-ldflags", " ".join(ldflags), "-o", out, *packages], work, log)
+    go(["build", "-trimpath", "-ldflags", " ".join(ldflags), "-o", out, *packages], work, log)
     bin_dir().mkdir(parents=True, exist_ok=True)
     for c in group:
         (staging / c.binary).replace(bin_dir() / c.binary)
@@ -220,7 +221,7 @@ def _write_kubernetes_gomod(work: Path, log: Log) -> None:
     module zip; the list is read from its own go.mod so staging modules added later are covered.
     """
     version = "v" + versions.KUBERNETES
-    info = json.loads(_go(["mod", "download", "-json", f"k8s.io/kubernetes@{version}"], work, log))
+    info = json.loads(go(["mod", "download", "-json", f"k8s.io/kubernetes@{version}"], work, log))
     upstream = Path(info["GoMod"]).read_text()
     staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", upstream,
                                     re.MULTILINE)))

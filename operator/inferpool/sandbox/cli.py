@@ -27,6 +27,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = add("up", "start a sandbox and create its simulated node pools", _up)
     p.add_argument("--pools", type=Path, help="pool description YAML (default: the built-in one)")
+    p.add_argument("--autoscaler", choices=["karpenter"],
+                   help="also run Karpenter (its KWOK provider), which launches nodes for the "
+                   "pools marked elastic; the built-in description for it starts at zero nodes")
     add("down", "stop a sandbox's processes and remove its data", _down)
     add("status", "show whether a sandbox runs (JSON)", _status)
     add("kubeconfig", "print the path of a running sandbox's admin kubeconfig", _kubeconfig)
@@ -43,8 +46,14 @@ def register(parser: argparse.ArgumentParser) -> None:
                    "--apiserver-arg=--watch-cache-sizes=nodes#0 (repeatable)")
     add("compact-etcd", "compact etcd's history: watches resumed from older resourceVersions "
         "(not served from the watch cache) get 410 Gone", _compact_etcd)
-    sub.add_parser("build", help="build (or find) the sandbox binaries and print their paths"
-                   ).set_defaults(func=_guarded(_build))
+    p = add("offering", "make an elastic pool's offering unavailable (an insufficient-capacity "
+            "stockout: Karpenter launches no node for it) or available again", _offering)
+    p.add_argument("state", choices=["unavailable", "available"])
+    p.add_argument("pool", help="an elastic pool of the sandbox")
+    p = sub.add_parser("build", help="build (or find) the sandbox binaries and print their paths")
+    p.add_argument("--autoscaler", choices=["karpenter"],
+                   help="also build the autoscaler (Karpenter's KWOK provider)")
+    p.set_defaults(func=_guarded(_build))
     p = sub.add_parser("image", help="build the operator image from the Dockerfile with our own "
                        "dockerd and check it (non-root, read-only root); prints a JSON report",
                        description="build the operator image from the Dockerfile with our own "
@@ -81,7 +90,7 @@ def _up(args: argparse.Namespace) -> int:
     from inferpool.sandbox import control
 
     try:
-        state = control.up(args.name, args.pools, log=_log)
+        state = control.up(args.name, args.pools, log=_log, autoscaler=args.autoscaler)
     except control.AlreadyRunningError as exc:
         _log(str(exc))
         state = exc.state
@@ -128,8 +137,21 @@ def _compact_etcd(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from inferpool.sandbox import binaries
 
-    for name, path in binaries.ensure(_log).items():
+    found = binaries.ensure(_log)
+    if args.autoscaler == "karpenter":
+        from inferpool.sandbox import karpenter
+
+        found[karpenter.BINARY] = karpenter.binary(_log)
+    for name, path in found.items():
         print(f"{name}\t{path}")
+    return 0
+
+
+def _offering(args: argparse.Namespace) -> int:
+    from inferpool.sandbox import control, karpenter
+
+    karpenter.set_available(control.require(args.name), args.pool, args.state == "available",
+                            log=_log)
     return 0
 
 

@@ -54,8 +54,16 @@ def _check_name(name: str) -> None:
                            "'-' (at most 32 characters)")
 
 
-def up(name: str = "default", pools_file: Path | None = None, log: Log = print) -> SandboxState:
-    """Start a sandbox (building binaries on first use) and create its simulated node pools."""
+AUTOSCALERS = ("karpenter",)
+
+
+def up(name: str = "default", pools_file: Path | None = None, log: Log = print,
+       autoscaler: str | None = None) -> SandboxState:
+    """Start a sandbox (building binaries on first use) and create its simulated node pools;
+    with `autoscaler="karpenter"`, also Karpenter, which grows the elastic pools (the built-in
+    description for it starts them at zero nodes)."""
+    if autoscaler is not None and autoscaler not in AUTOSCALERS:
+        raise SandboxError(f"unknown autoscaler {autoscaler!r}; known: {', '.join(AUTOSCALERS)}")
     _check_name(name)
     existing = load_state(name)
     if existing is not None:
@@ -63,6 +71,8 @@ def up(name: str = "default", pools_file: Path | None = None, log: Log = print) 
             raise AlreadyRunningError(existing)
         log(f"sandbox {name!r} has stale state (some processes died); starting it afresh")
         down(name, log=lambda _msg: None)
+    if pools_file is None and autoscaler == "karpenter":
+        pools_file = pool_desc.KARPENTER_POOLS
     description = pool_desc.load(pools_file)  # refuse a bad description before starting anything
     bins = binaries.ensure(log)
     stages = binaries.kwok_stages(log)
@@ -85,6 +95,10 @@ def up(name: str = "default", pools_file: Path | None = None, log: Log = print) 
         from inferpool.sandbox import nodes  # lazily: the Kubernetes client is slow to import
 
         nodes.create_pools(state, description, log)
+        if autoscaler == "karpenter":
+            from inferpool.sandbox import karpenter
+
+            karpenter.start(state, description, log)
     except BaseException:
         log(f"start-up of sandbox {name!r} failed; logs are in {directory / 'logs'}")
         _stop_all(state)
@@ -296,9 +310,9 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _stop_all(state: SandboxState) -> None:
-    for component in reversed(COMPONENTS):
-        if (pid := state.pids.get(component)) is not None:
-            processes.stop(pid, component)
+    """Every process the sandbox started (the autoscaler too), the last started first."""
+    for component, pid in reversed(list(state.pids.items())):
+        processes.stop(pid, component)
 
 
 def down(name: str = "default", log: Log = print) -> bool:

@@ -21,6 +21,8 @@ DEFAULT_TAINTS = {
     "neuron": [{"key": "aws.amazon.com/neuron", "effect": "NoSchedule"}],
 }
 POOL_LABEL = "inferpool.dev/node-pool"
+# The built-in description for `--autoscaler karpenter`: every pool elastic, none with a node.
+KARPENTER_POOLS = Path(str(resources.files("inferpool.sandbox").joinpath("karpenter-pools.yaml")))
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
 
@@ -29,6 +31,21 @@ class Taint(BaseModel):
     key: str
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+class Elastic(BaseModel):
+    """Room Karpenter may add to the pool (`inferpool sandbox up --autoscaler karpenter`): the
+    pool becomes a NodePool whose nodes share the pool's shape, labels and taints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    max_nodes: int = Field(alias="maxNodes", ge=1, le=1_000)
+    # None: the operator's own price for a node of this shape (accelerators x list price)
+    price_per_node_hour: float | None = Field(default=None, alias="pricePerNodeHour", gt=0)
+    provisioning_seconds: float = Field(default=20.0, alias="provisioningSeconds", ge=0,
+                                        le=3_600)
+    zone: str = "zone-a"
+    capacity_type: Literal["on-demand", "spot"] = Field(default="on-demand",
+                                                         alias="capacityType")
 
 
 class PoolSpec(BaseModel):
@@ -46,6 +63,7 @@ class PoolSpec(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     # None means the family's usual taint; [] means no taint at all.
     taints: tuple[Taint, ...] | None = None
+    elastic: Elastic | None = None
 
     @field_validator("labels")
     @classmethod
@@ -57,20 +75,24 @@ class PoolSpec(BaseModel):
     def node_names(self) -> list[str]:
         return [f"{self.name}-{i}" for i in range(self.nodes)]
 
-    def node_manifest(self, index: int) -> dict[str, Any]:
-        name = f"{self.name}-{index}"
-        taints = (
-            [t.model_dump(exclude_none=True) for t in self.taints]
-            if self.taints is not None
-            else DEFAULT_TAINTS[self.family]
-        )
-        capacity = {
+    def taint_list(self) -> list[dict[str, Any]]:
+        if self.taints is None:
+            return [dict(t) for t in DEFAULT_TAINTS[self.family]]
+        return [t.model_dump(exclude_none=True) for t in self.taints]
+
+    def capacity(self) -> dict[str, str]:
+        return {
             "cpu": self.cpu,
             "memory": self.memory,
             "pods": str(self.pods),
             RESOURCE[self.family]: str(self.accelerators),
             **self.extra_resources,
         }
+
+    def node_manifest(self, index: int) -> dict[str, Any]:
+        name = f"{self.name}-{index}"
+        taints = self.taint_list()
+        capacity = self.capacity()
         return {
             "apiVersion": "v1",
             "kind": "Node",

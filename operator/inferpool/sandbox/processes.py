@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -19,13 +20,15 @@ def free_port() -> int:
         return port
 
 
-def start(binary: Path, args: list[str], log_file: Path) -> int:
-    """Start a detached process (it outlives the CLI) logging to `log_file`; return its PID."""
+def start(binary: Path, args: list[str], log_file: Path,
+          env: Mapping[str, str] | None = None) -> int:
+    """Start a detached process (it outlives the CLI) logging to `log_file`; return its PID.
+    `env` is added to this process's environment."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
             [str(binary), *args], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True,
+            start_new_session=True, env={**os.environ, **env} if env else None,
         )
     return proc.pid
 

@@ -8,6 +8,10 @@ KUBERNETES = "1.36.3"
 ETCD = "3.6.16"
 KWOK = "0.8.0"
 HELM = "3.22.0"
+# Karpenter with its KWOK provider (`--autoscaler karpenter` only; cached apart from the rest).
+# Its go.mod asks for Go 1.26.9: that toolchain comes from the Go module proxy like any module.
+KARPENTER = "1.15.0"
+KARPENTER_GO = "go1.26.9"
 
 
 @dataclass(frozen=True)
