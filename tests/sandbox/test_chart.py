@@ -61,12 +61,13 @@ spec:
     capacity: 5
     template:
       spec:
-        containers: [{name: server, image: registry.example/server:1}]
+        containers: [{name: server, image: registry.example/server:1,
+                      ports: [{name: http, containerPort: 8000}]}]
 """
 
 PRIVILEGED_POOL = SMALL_POOL.replace(
-    "[{name: server, image: registry.example/server:1}]",
-    "[{name: server, image: registry.example/server:1, securityContext: {privileged: true}}]")
+    "image: registry.example/server:1,",
+    "image: registry.example/server:1, securityContext: {privileged: true},")
 
 
 def pool(name: str, text: str = SMALL_POOL) -> str:

@@ -287,3 +287,56 @@ def test_a_deployment_without_its_label_is_still_ours_and_recreated(
     wait_for(lambda: (d := deployments(sandbox, ns).get("unlabelled-v6e-v6e")) is not None
              and d["metadata"]["uid"] != first, timeout=30, what="the Deployment recreated")
     settle(sandbox, ns, {"unlabelled-v6e-v6e": 2})
+
+
+def with_port(base: dict[str, Any]) -> dict[str, Any]:
+    container = {"name": "server", "image": "registry.local/vllm:1",
+                 "ports": [{"name": "http", "containerPort": 8000}]}
+    return {**base, "template": {"spec": {"containers": [container]}}}
+
+
+def test_the_model_has_one_service_that_routes_to_the_ready_pods_of_every_variant(
+    sandbox: Sandbox, ns: str
+) -> None:
+    pool = ipool("chat", 30, [H100, V6E], max_family_share=0.7)
+    pool["spec"]["variants"] = [with_port(H100), with_port(V6E)]
+    apply(sandbox, ns, pool)
+    settle(sandbox, ns, {"chat-v6e-v6e": 2, "chat-h100-h100": 1})
+
+    service = wait_for(lambda: sandbox.get_json("services", "-n", ns)["items"], timeout=30,
+                       what="the InferencePool's Service")[0]
+    assert service["metadata"]["name"] == "chat"
+    assert service["metadata"]["ownerReferences"][0]["kind"] == "InferencePool"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http"}]
+
+    def ready_endpoints() -> set[str]:
+        slices = sandbox.get_json("endpointslices", "-n", ns,
+                                  "-l", "kubernetes.io/service-name=chat")["items"]
+        return {e["targetRef"]["name"] for s in slices for e in s.get("endpoints") or []
+                if (e.get("conditions") or {}).get("ready")}
+    pods = {p["metadata"]["name"]: p["metadata"]["labels"]["inferpool.dev/accelerator"]
+            for p in sandbox.get_json("pods", "-n", ns, "-l", "inferpool.dev/pool=chat")["items"]}
+    wait_for(lambda: ready_endpoints() == set(pods), timeout=30,
+             what="an endpoint for every Ready replica, whichever family serves it")
+    assert set(pods.values()) == {"nvidia", "tpu"}
+
+
+def test_a_service_of_that_name_that_is_not_ours_is_left_alone_and_reported(
+    sandbox: Sandbox, ns: str
+) -> None:
+    foreign = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "taken"},
+               "spec": {"selector": {"app": "theirs"}, "ports": [{"port": 9999}]}}
+    sandbox.kubectl("create", "-n", ns, "-f", "-", input=yaml.safe_dump(foreign))
+    pool = ipool("taken", 10, [H100])
+    pool["spec"]["variants"] = [with_port(H100)]
+    apply(sandbox, ns, pool)
+    settle(sandbox, ns, {"taken-h100-h100": 1})
+
+    degraded = wait_for(lambda: (c := condition(sandbox, ns, "taken", "Degraded"))
+                        .get("reason") == "NameConflict" and c, timeout=30,
+                        what="a NameConflict condition naming the Service")
+    assert "Service taken is not this InferencePool's" in degraded["message"]
+    live = sandbox.get_json("service", "taken", "-n", ns)
+    assert live["spec"]["selector"] == {"app": "theirs"}
+    assert "ownerReferences" not in live["metadata"]

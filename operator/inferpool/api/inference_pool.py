@@ -282,6 +282,22 @@ class Rollout(ApiModel):
         return self
 
 
+class ServiceSpec(ApiModel):
+    """The model's one endpoint: a Service named after the InferencePool that selects the
+    Ready pods of every variant, whichever accelerator serves."""
+
+    enabled: StrictBool = True
+    """Make the Service (only when a target port is known: set targetPort, or let the first
+    variant's first container declare a port)."""
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] | None = None
+    """The Service's port (default: the target port's number, or 80 for a named one)."""
+    target_port: Annotated[StrictInt, Field(ge=1, le=65535)] | Annotated[
+        StrictStr, Field(min_length=1, max_length=15, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    ] | None = None
+    """The pods' port, by number or by name (name it alike in every variant's template);
+    default: the first port of the first variant's first container."""
+
+
 class InferencePoolSpec(ApiModel):
     """Desired state of an InferencePool."""
 
@@ -315,6 +331,8 @@ class InferencePoolSpec(ApiModel):
     """Ways to serve the model, one per accelerator type (at least one, names unique)."""
     rollout: Rollout = Rollout()
     """How replicas move between variants and node pools."""
+    service: ServiceSpec = Field(default_factory=ServiceSpec)
+    """One Service for the model across its variants."""
 
     @field_validator("variants")
     @classmethod

@@ -54,6 +54,7 @@ from inferpool.controller.translate import (
 from inferpool.k8s import deployments as dep
 from inferpool.k8s import events, secrets
 from inferpool.k8s import labels as lbl
+from inferpool.k8s import services as svc
 from inferpool.placement import PlacementKey, Plan
 from inferpool.scaling.clock import SystemClock
 from inferpool.scaling.sources import Reading
@@ -110,6 +111,9 @@ class Planner:
         # (namespace, name) -> (metadata.generation right after our own write, digest of what
         # we wrote): a spec still at it is ours as written (translate.write_needed).
         self.written: dict[tuple[str, str], tuple[int, str]] = {}
+        # Services applied: (namespace, name) -> (digest, when); re-applied when the body
+        # changes and every resync period (nothing watches Services: this heals a deletion)
+        self.services_written: dict[tuple[str, str], tuple[str, float]] = {}
         self.deduper = events.EventDeduper()
         self.health = HealthTracker(
             stockout_seconds=settings.stockout_seconds, broken_seconds=settings.broken_seconds,
@@ -338,7 +342,48 @@ class Planner:
                                     existing.body if action == "replace" else None, key, now,
                                     dry))
         self.dry_run = {k: p.generation for k, p in pools.items()}
+        jobs += self._service_jobs(pools.values(), now)
         return await self._write(jobs, "apply")
+
+    def _service_jobs(self, pools: Iterable[ParsedPool], now: float) -> list[Callable[[], bool]]:
+        jobs: list[Callable[[], bool]] = []
+        for pool in sorted(pools, key=lambda p: p.key):
+            spec = pool.model.spec
+            body = svc.build(pool.name, pool.namespace, pool.uid,
+                             spec.service.model_dump(by_alias=True),
+                             spec.variants[0].template.to_dict())
+            if body is None:
+                continue
+            digest = dep.digest(body)
+            last = self.services_written.get((pool.namespace, pool.name))
+            if last is None or last[0] != digest or now - last[1] > self.settings.resync_seconds:
+                jobs.append(partial(self._write_service, pool.key, body, digest, now))
+        return jobs
+
+    def _write_service(self, pool_key: str, body: dict[str, Any], digest: str, now: float
+                       ) -> bool:
+        """Server-side apply without force: a Service of that name that another manager made
+        answers 409 and is left alone, named in a NameConflict condition."""
+        meta = body["metadata"]
+        name = f"{meta['namespace']}/{meta['name']}"
+        try:
+            self.core.patch_namespaced_service(
+                meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
+                _content_type="application/apply-patch+yaml", _preload_content=False)
+        except ApiException as exc:
+            error = fl.write_error(exc.status, exc.reason, exc.body)
+            log.warning("service apply failed", service=name, status=exc.status,
+                        reason=error.reason, message=error.message)
+            self.metrics.write_failed("Service", exc.status)
+            self.services_written.pop((meta["namespace"], meta["name"]), None)
+            self.apply_problems.setdefault(pool_key, []).append(
+                (fl.NAME_CONFLICT, f"Service {meta['name']} is not this InferencePool's: left "
+                 "alone; the model has no Service of its own") if exc.status == 409 else
+                (fl.write_refusal(name, error).reason, f"Service {meta['name']}: "
+                 f"{error.message}; retried on the next plan"))
+            return False
+        self.services_written[(meta["namespace"], meta["name"])] = (digest, now)
+        return True
 
     def _write_deployment(self, body: dict[str, Any], replacing: Mapping[str, Any] | None,
                           key: PlacementKey | None = None, now: float = 0.0,

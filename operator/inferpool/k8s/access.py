@@ -67,6 +67,10 @@ ACCESS: tuple[Access, ...] = (
            "(InferencePool, variant, node pool; an apply that creates one needs create too); "
            "update to remove fields added by hand; delete when a placement goes away",
            unaudited=("create",)),
+    Access("", "services", ("create", "patch"), "cluster",
+           "services: server-side apply of each InferencePool's one Service, which selects "
+           "the Ready pods of all its variants (an apply that creates it needs create too)",
+           unaudited=("create",)),
     Access("inferpool.dev", "inferencepools", ("list", "watch"), "cluster",
            "inferencepools: what to serve (read only; the operator never edits the spec)"),
     Access("inferpool.dev", "inferencepools/status", ("patch",), "cluster",
