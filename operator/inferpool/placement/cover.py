@@ -8,7 +8,9 @@ objective is the lexicographic one of objective.py restricted to the pool:
 When the demand cannot be covered, capacity wins: the largest replicas first. Otherwise a
 depth-first search over items in cost-per-rps order, pruned by a fractional lower bound on cost,
 finds the cheapest cover. The search is bounded by a node count (not by time) so the result is
-the same on a fast and a slow machine.
+the same on a fast and a slow machine. The search starts from a known cover (largest replicas
+first) so that its node limits bound it from the first node: without one, a pool whose only
+covers use its dearest variant explored millions of nodes before its first leaf.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from inferpool.placement.objective import EPS, shortfall_of, violation_of
 
 NODE_LIMIT = 1500
 RESILIENT_NODE_LIMIT = 200
+# hard cap whatever the search has found (with the seed cover it is only reached when the seed
+# breaks a max_moves allowance)
+HARD_NODE_LIMIT = 20000
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,26 +117,30 @@ def best_cover(items: Sequence[Item], rules: Rules) -> list[int]:
     """Replica count per item minimising the pool's lexicographic objective."""
     if not items or rules.max_replicas <= 0:
         return [0] * len(items)
-    shortage = _shortage_cover(items, rules)
-    if shortage is not None:
-        return shortage
+    first = _largest_first(items, rules)
+    if not _covers(items, first, rules):
+        return first  # even the largest replicas cannot cover demand: take them
     keep = _undominated(items, rules)
     sub = [items[i] for i in keep]
+    seed = [first[i] for i in keep]
     found = None
     if rules.resilient:
         # the cheapest cover ignoring the rules is optimal whenever it happens to obey them
-        plain = _Search(sub, replace(rules, family_share=1.0, node_pool_share=1.0,
-                                     min_families=1)).run()
+        relaxed = _Search(sub, replace(rules, family_share=1.0, node_pool_share=1.0,
+                                       min_families=1))
+        relaxed.offer(seed)
+        plain = relaxed.run()
         if plain is not None and evaluate(sub, plain, replace(rules, weights=None))[1] == 0.0:
             found = plain
     if found is None:
         search = _Search(sub, rules)
+        search.offer(seed)
         if rules.resilient:
             search.offer(_spread_greedy(sub, rules))
         found = search.run()
     # the node limit can stop the search before any cover is seen: fall back to largest-first
     if found is None:
-        return _largest_first(items, rules)
+        return first
     result = [0] * len(items)
     for i, x in zip(keep, found, strict=True):
         result[i] = x
@@ -202,13 +211,9 @@ def _spread_greedy(items: Sequence[Item], rules: Rules) -> list[int]:
     return counts
 
 
-def _shortage_cover(items: Sequence[Item], rules: Rules) -> list[int] | None:
-    """If even the largest replicas cannot cover demand, take them (cheapest first on ties)."""
-    counts = _largest_first(items, rules)
+def _covers(items: Sequence[Item], counts: Sequence[int], rules: Rules) -> bool:
     cap = sum(c * it.rps for c, it in zip(counts, items, strict=True))
-    if cap >= rules.required - EPS and sum(counts) >= rules.min_replicas:
-        return None
-    return counts
+    return cap >= rules.required - EPS and sum(counts) >= rules.min_replicas
 
 
 def _largest_first(items: Sequence[Item], rules: Rules) -> list[int]:
@@ -254,6 +259,10 @@ class _Search:
         share = min(rules.family_share, rules.node_pool_share)
         self.target = rules.required / max(share, 0.25) if rules.resilient else rules.required
         self._segments = [self._suffix_segments(i) for i in range(len(self.items) + 1)]
+        # the most rps one replica from `i` on can add: with max_replicas, a branch whose
+        # remaining replicas cannot reach demand holds no cover (the cost bound ignores this)
+        self._top_rps = [max((it.rps for it in self.items[i:] if it.avail), default=0.0)
+                         for i in range(len(self.items) + 1)]
         self._cheapest = [
             min((it.keep_cost if it.keep else it.cost for it in self.items[i:] if it.avail),
                 default=math.inf)
@@ -364,6 +373,8 @@ class _Search:
         rules = self.rules
         need = rules.required - cap
         need_n = rules.min_replicas - n
+        if self.nodes > HARD_NODE_LIMIT:
+            return
         if need <= EPS and need_n <= 0:
             key = (round(cost, 6), -float(pref))
             if key < self._plain_best and (
@@ -376,6 +387,8 @@ class _Search:
             return
         if i == len(self.items):
             return
+        if need > EPS and need > (rules.max_replicas - n) * self._top_rps[i] + EPS:
+            return  # no cover below
         best_cost = self._plain_best[0]
         if best_cost < math.inf:
             if self.nodes > NODE_LIMIT:
@@ -401,7 +414,8 @@ class _Search:
             counts[i] = x
             c = keep_cost * x if x <= keep else keep_cost * keep + new_cost * (x - keep)
             self._dfs_plain(i + 1, cap + x * rps, n + x, cost + c, pref + x * p)
-            if self.nodes > NODE_LIMIT and self.best is not None:
+            if ((self.nodes > NODE_LIMIT and self.best is not None)
+                    or self.nodes > HARD_NODE_LIMIT):
                 break
         counts[i] = 0
 
@@ -412,6 +426,10 @@ class _Search:
         rules = self.rules
         need = rules.required - cap
         need_n = rules.min_replicas - n
+        if self.nodes > HARD_NODE_LIMIT:
+            return
+        if need > EPS and need > (rules.max_replicas - n) * self._top_rps[i] + EPS:
+            return  # no cover below
         if self.best_key is not None:
             if self.nodes > RESILIENT_NODE_LIMIT:
                 return
@@ -432,6 +450,7 @@ class _Search:
         for x in range(max(upper, 0), -1, -1):
             self.counts[i] = x
             self._dfs(i + 1, cap + x * item.rps, n + x, cost + item_cost(item, x))
-            if self.nodes > RESILIENT_NODE_LIMIT and self.best_key is not None:
+            if ((self.nodes > RESILIENT_NODE_LIMIT and self.best_key is not None)
+                    or self.nodes > HARD_NODE_LIMIT):
                 break
         self.counts[i] = 0
