@@ -53,25 +53,33 @@ def _run(
 
 def spillover_counts(problem: Problem, single_family: bool) -> list[int]:
     state = State(problem)
-    for tier in problem.priority_tiers():
-        for p in sorted(tier, key=lambda q: problem.pools[q].key):
-            _fill(state, p, single_family)
+    spill_over(state, single_family)
     return state.counts
 
 
-def _fill(state: State, p: int, single_family: bool) -> None:
+def spill_over(state: State, single_family: bool = False) -> None:
+    """Fill what each pool still misses, cheapest per rps first, pools in priority order."""
+    problem = state.problem
+    full: set[tuple[int, int]] = set()  # (node pool, size) with no room: filling only adds
+    per_rps = [c / r if r > 0 else math.inf
+               for c, r in zip(problem.opt_cost, problem.opt_rps, strict=True)]
+    for tier in problem.priority_tiers():
+        for p in sorted(tier, key=lambda q: problem.pools[q].key):
+            _fill(state, p, single_family, full, per_rps)
+
+
+def _fill(state: State, p: int, single_family: bool, full: set[tuple[int, int]],
+          per_rps: list[float]) -> None:
     pr = state.problem
     info = pr.pools[p]
-    order = sorted(
-        info.options,
-        key=lambda o: (pr.opt_cost[o] / pr.opt_rps[o] if pr.opt_rps[o] > 0 else math.inf,
-                       o),
-    )
+    # stable sort of ascending options: ties keep option order
+    order = sorted(info.options, key=per_rps.__getitem__)
     if single_family and order:
         family = pr.opt_family[order[0]]
         order = [o for o in order if pr.opt_family[o] == family]
-    cap = 0.0
-    n = 0
+    # what the pool already has (a placement being extended): fill only what is missing
+    cap = sum(pr.opt_rps[o] * state.counts[o] for o in info.options)
+    n = sum(state.counts[o] for o in info.options)
     for o in order:
         missing = info.demand.required_rps - cap
         rps = pr.opt_rps[o]
@@ -79,6 +87,11 @@ def _fill(state: State, p: int, single_family: bool) -> None:
         want = min(max(units, info.min_replicas - n), info.max_replicas - n)
         if want <= 0:
             break
+        where = (pr.opt_node_pool[o], pr.opt_k[o])
+        if where in full:
+            continue
         got = state.add(o, want)
+        if got < want:
+            full.add(where)
         n += got
         cap += got * pr.opt_rps[o]

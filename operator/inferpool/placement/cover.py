@@ -155,13 +155,19 @@ def _undominated(items: Sequence[Item], rules: Rules) -> list[int]:
     most = rules.max_replicas
     if min_rps > 0:
         most = min(most, math.ceil(rules.required / min_rps) + rules.min_replicas)
+    # only items with room for every replica can dominate; cheapest first, so the scan for
+    # one item stops at the first dearer candidate (linear in practice, not quadratic)
+    candidates = sorted((a.cost, i) for i, a in enumerate(items) if a.avail >= most)
     kept = []
     for j, b in enumerate(items):
         dominated = False
-        for i, a in enumerate(items):
-            if i == j or a.avail < most or a.rps < b.rps or a.preference < b.preference:
+        for cost, i in candidates:
+            if cost > b.cost:
+                break
+            a = items[i]
+            if i == j or a.rps < b.rps or a.preference < b.preference:
                 continue
-            if a.cost > b.cost or a.keep_cost > b.keep_cost or (b.keep and a.keep < b.keep):
+            if a.keep_cost > b.keep_cost or (b.keep and a.keep < b.keep):
                 continue
             if b.keep and a.cost > b.keep_cost:
                 continue  # a replica of `b` that stays may be cheaper than a new one of `a`
@@ -258,28 +264,30 @@ class _Search:
         # over-provisioning can fix a share violation: allow up to required / share
         share = min(rules.family_share, rules.node_pool_share)
         self.target = rules.required / max(share, 0.25) if rules.resilient else rules.required
-        self._segments = [self._suffix_segments(i) for i in range(len(self.items) + 1)]
+        # (cost per rps, rps, units, position) of every item, cheapest per rps first: the
+        # bound of a suffix skips the positions before it (one list, not one per suffix)
+        self._segments = self._all_segments()
         # the most rps one replica from `i` on can add: with max_replicas, a branch whose
         # remaining replicas cannot reach demand holds no cover (the cost bound ignores this)
-        self._top_rps = [max((it.rps for it in self.items[i:] if it.avail), default=0.0)
-                         for i in range(len(self.items) + 1)]
-        self._cheapest = [
-            min((it.keep_cost if it.keep else it.cost for it in self.items[i:] if it.avail),
-                default=math.inf)
-            for i in range(len(self.items) + 1)
-        ]
+        n_items = len(self.items)
+        self._top_rps = [0.0] * (n_items + 1)
+        self._cheapest = [math.inf] * (n_items + 1)
+        for i in range(n_items - 1, -1, -1):  # suffix maxima and minima, in one sweep
+            it = self.items[i]
+            self._top_rps[i] = max(self._top_rps[i + 1], it.rps if it.avail else 0.0)
+            price = (it.keep_cost if it.keep else it.cost) if it.avail else math.inf
+            self._cheapest[i] = min(self._cheapest[i + 1], price)
 
-    def _suffix_segments(self, start: int) -> list[tuple[float, float, int]]:
-        """(cost per rps, rps, units) of the items from `start`, cheapest per rps first."""
+    def _all_segments(self) -> list[tuple[float, float, int, int]]:
         segments = []
-        for it in self.items[start:]:
+        for pos, it in enumerate(self.items):
             if it.rps <= 0 or it.avail <= 0:
                 continue
             keep = min(it.keep, it.avail)
             if keep:
-                segments.append((it.keep_cost / it.rps, it.rps, keep))
+                segments.append((it.keep_cost / it.rps, it.rps, keep, pos))
             if it.avail - keep:
-                segments.append((it.cost / it.rps, it.rps, it.avail - keep))
+                segments.append((it.cost / it.rps, it.rps, it.avail - keep, pos))
         segments.sort()
         return segments
 
@@ -354,7 +362,9 @@ class _Search:
     def _lower_bound(self, start: int, need: float, need_n: int) -> float:
         bound = 0.0
         if need > EPS:
-            for per_rps, rps, units in self._segments[start]:
+            for per_rps, rps, units, pos in self._segments:
+                if pos < start:
+                    continue
                 take = min(need, rps * units)
                 bound += take * per_rps
                 need -= take
