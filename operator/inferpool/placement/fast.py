@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inferpool.placement.baselines import spill_over
 from inferpool.placement.cover import best_cover
@@ -83,9 +83,11 @@ def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastRes
         tiers = len(problem.priority_tiers())
         if not any(best_score[:tiers]) or time.perf_counter() >= deadline:
             return best
-        # demand left unmet: a local repair is not enough, re-plan globally with what is left
-        state = State(problem)
-        _start_from_current(state)
+        # demand left unmet: a local repair is not enough. Re-plan as a fresh plan would
+        # (no current placement steering the search), scored with hysteresis as always
+        fresh = replace(problem, opt_current=[0] * problem.n_options, stale_current={})
+        offer(_global(State(fresh), deadline, floor.counts))
+        return best
     offer(_global(state, deadline, floor.counts))
     return best
 
