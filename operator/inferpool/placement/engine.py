@@ -52,10 +52,14 @@ def place(
     fast = solve_fast(problem, fast_deadline, full=True)
     exact = solve_milp(problem, deadline, start=fast.counts)
     counts, name, optimal = exact.counts, "milp", exact.optimal
-    if score(problem, fast.counts) < score(problem, exact.counts):
+    fast_score, exact_score = score(problem, fast.counts), score(problem, exact.counts)
+    if fast_score < exact_score:
         # the MILP stopped (budget, or within its gap) on an incumbent worse than its warm
-        # start: keep the warm start, which is then at least as close to the proven bound
+        # start: keep the warm start, which is then at least as close to the proven bound.
+        # Still proven only if it differs from a proven plan in cost (within the gap) or
+        # preference alone: a better coverage or resilience level would disprove the proof
         counts, name = fast.counts, "milp+fast"
+        optimal = optimal and fast_score[:-2] == exact_score[:-2]
     return build_plan(problem, counts, name, time.perf_counter() - began, optimal=optimal)
 
 
