@@ -39,7 +39,7 @@ REPAIR_SHARE_END = 0.95  # repairs stop here, leaving the rest for the last impr
 INCREMENTAL_LIMIT = 0.25
 # the work after the search (final comparison, Plan and causes), in units of one `score` call,
 # measured: building the Plan of ~1,600 short pools took 2-4 scores' time
-FINISH_SCORES = 5.0
+FINISH_SCORES = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ def _global(state: State, deadline: float, floor: list[int]) -> FastResult:
     dirty = set(range(len(problem.pools)))
     skip: set[int] = set()
     if guidance is not None:
-        _round(state, guidance)
+        _round(state, guidance, deadline)
         # a pool that got what it would choose alone cannot do better, and one that got the
         # master's whole pattern is where the LP's global optimum puts it: leave both alone
         settled = {p: {guidance.ideal.get(p)} | {c for w, c in guidance.patterns.get(p, ())
@@ -121,11 +121,7 @@ def _global(state: State, deadline: float, floor: list[int]) -> FastResult:
         dirty -= skip
     else:
         # no master solution within the budget: improve the floor (greedy spill-over) instead
-        for p in range(len(problem.pools)):
-            state.clear_pool(p)
-        for o, x in enumerate(floor):
-            if x:
-                state.add(o, x)
+        state.load(floor)
     passes = _improve(state, dirty, deadline, all_pools=True, skip=skip)
     repaired = _repair(state, began + REPAIR_SHARE_END * (deadline - began))
     if repaired:
@@ -334,7 +330,7 @@ def _pair_key(state: State, pools: tuple[int, ...]) -> tuple[object, ...]:
     return (shortfalls, round(violation, 9), round(cost, 6))
 
 
-def _round(state: State, guidance: Guidance) -> None:
+def _round(state: State, guidance: Guidance, deadline: float) -> None:
     """Place the master's solution: first every pool it gives one whole pattern (those fit
     together, as they fit in the LP), largest replicas first; then the few fractional pools,
     in priority order, each taking its heaviest pattern that still fits, or else re-solved
@@ -349,6 +345,8 @@ def _round(state: State, guidance: Guidance) -> None:
                                                           strict=True) if x), default=0)
 
     for p in sorted(whole, key=lambda p: (-largest(p), pr.pools[p].key)):
+        if time.perf_counter() > deadline:
+            return  # the rest stays empty: the floor is returned unless this is better
         state.place_groups(p, whole[p])
     rest = sorted(
         (p for p in range(len(pr.pools)) if p not in whole),
@@ -357,6 +355,8 @@ def _round(state: State, guidance: Guidance) -> None:
                        pr.pools[p].key),
     )
     for p in rest:
+        if time.perf_counter() > deadline:
+            return
         patterns = guidance.patterns.get(p, [])
         candidates = [counts for _, counts in patterns]
         # the weighted mix of patterns is itself a cover when it is whole (e.g. half of "2 in
