@@ -230,6 +230,7 @@ class MilpModel:
                 optimal = False
                 break
             values = outcome.values
+            previous = incumbent
             incumbent = [round(values[c]) for c in self.x]
             solved.append(stage.name)
             optimal = optimal and proven
@@ -240,7 +241,13 @@ class MilpModel:
                 # solver's continuous columns may sit a hair off what those counts imply
                 best = max(sum(coef * values[col] for col, coef in stage.objective.items()),
                            self._stage_value(stage, incumbent))
-                solver.hold(stage.objective, best + 1e-6 + 1e-6 * abs(best))
+                hold = best + 1e-6 + 1e-6 * abs(best)
+                solver.hold(stage.objective, hold)
+                if previous is not None and self._stage_value(stage, previous) <= hold:
+                    # the previous incumbent attains this stage's optimum too: keep it as the
+                    # next start. The solver's answer ignored the later stages, so it is often
+                    # far worse on them, and a later stage cut by the budget would keep that
+                    incumbent = previous
         counts = incumbent if incumbent is not None else [0] * pr.n_options
         return MilpResult(
             counts=counts,
