@@ -651,11 +651,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--milp-seconds", type=float, default=30.0)
     parser.add_argument("--families", default=",".join(FAMILIES),
                         help="comma-separated, of: " + ", ".join(FAMILIES))
+    parser.add_argument("--sizes", default="",
+                        help="instead of the default sizes: NODESxNODEPOOLSxPOOLS,... "
+                             "(e.g. 5000x200x1000)")
     parser.add_argument("--libraries", action="store_true",
                         help="also time MILP libraries on one cost-stage model")
     args = parser.parse_args(argv)
     families = [FAMILIES[name] for name in args.families.split(",") if name]
     sizes: tuple[tuple[int, int, int], ...] = DEFAULT_SIZES + (LARGE_SIZES if args.large else ())
+    if args.sizes:
+        sizes = tuple(tuple(int(x) for x in size.split("x")) for size in  # type: ignore[misc]
+                      args.sizes.split(","))
     runs, seeds = args.runs, args.seeds
     if args.quick:
         sizes, runs, seeds = ((500, 40, 100),), min(runs, 5), 1
