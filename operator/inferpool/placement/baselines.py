@@ -60,38 +60,43 @@ def spillover_counts(problem: Problem, single_family: bool) -> list[int]:
 def spill_over(state: State, single_family: bool = False) -> None:
     """Fill what each pool still misses, cheapest per rps first, pools in priority order."""
     problem = state.problem
-    full: set[tuple[int, int]] = set()  # (node pool, size) with no room: filling only adds
+    full: set[int] = set()  # node pool x size (as one int) with no room: filling only adds
     per_rps = [c / r if r > 0 else math.inf
                for c, r in zip(problem.opt_cost, problem.opt_rps, strict=True)]
+    # the floor of every plan on large clusters too: keep the per-option work to set lookups
+    span = max(problem.opt_k, default=0) + 1
+    where = [np * span + k for np, k in zip(problem.opt_node_pool, problem.opt_k, strict=True)]
     for tier in problem.priority_tiers():
         for p in sorted(tier, key=lambda q: problem.pools[q].key):
-            _fill(state, p, single_family, full, per_rps)
+            _fill(state, p, single_family, full, per_rps, where)
 
 
-def _fill(state: State, p: int, single_family: bool, full: set[tuple[int, int]],
-          per_rps: list[float]) -> None:
+def _fill(state: State, p: int, single_family: bool, full: set[int], per_rps: list[float],
+          where: list[int]) -> None:
     pr = state.problem
     info = pr.pools[p]
+    counts, opt_rps = state.counts, pr.opt_rps
     # stable sort of ascending options: ties keep option order
     order = sorted(info.options, key=per_rps.__getitem__)
     if single_family and order:
         family = pr.opt_family[order[0]]
         order = [o for o in order if pr.opt_family[o] == family]
+    order = [o for o in order if where[o] not in full]  # full places skipped up front
     # what the pool already has (a placement being extended): fill only what is missing
-    cap = sum(pr.opt_rps[o] * state.counts[o] for o in info.options)
-    n = sum(state.counts[o] for o in info.options)
+    cap = sum(opt_rps[o] * counts[o] for o in info.options if counts[o])
+    n = sum(counts[o] for o in info.options)
+    required, least, most = info.demand.required_rps, info.min_replicas, info.max_replicas
     for o in order:
-        missing = info.demand.required_rps - cap
-        rps = pr.opt_rps[o]
+        missing = required - cap
+        rps = opt_rps[o]
         units = math.ceil(missing / rps - 1e-9) if rps > 0 and missing > EPS else 0
-        want = min(max(units, info.min_replicas - n), info.max_replicas - n)
+        want = min(max(units, least - n), most - n)
         if want <= 0:
             break
-        where = (pr.opt_node_pool[o], pr.opt_k[o])
-        if where in full:
+        if where[o] in full:
             continue
         got = state.add(o, want)
         if got < want:
-            full.add(where)
+            full.add(where[o])
         n += got
-        cap += got * pr.opt_rps[o]
+        cap += got * rps
