@@ -85,8 +85,9 @@ prometheus: venv
 image: venv
 	$(BIN)/inferpool sandbox image $(IMAGE_ARGS)
 
+# BENCH_ENGINE_ARGS=--large: also 5,000 and 10,000 nodes (about 15 minutes on 2 cores)
 bench-engine: venv
-	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.engine $(BENCH_ENGINE_ARGS)
 
 bench-scaling: venv
 	$(BIN)/python -m bench.scaling

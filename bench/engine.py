@@ -1,18 +1,22 @@
 """Benchmark of the placement engine on generated clusters.
 
-    .venv/bin/python -m bench.engine [--quick] [--seed 1]
+    .venv/bin/python -m bench.engine [--quick] [--large] [--runs 50] [--seeds 3] [--seed 1]
 
-Prints ONE JSON document on stdout (progress goes to stderr):
-- `instances`: per size, the plan time p50/p99 of `place()` (auto solver), the re-plan time
-  after one node loss, peak memory, cost and shortfall;
-- `comparison`: on instances small enough for the MILP to prove optimality, the engine's cost and
-  time side by side with (a) the exact MILP optimum, (b) greedy cheapest-first spill-over (what
-  today's heterogeneous autoscalers do) and (c) static single-family placement;
-- `solvers`: the MILP library measurement (HiGHS vs scipy.optimize.milp vs OR-Tools) on the
-  same models, if those libraries are installed.
-The generator draws node pools of the three families with realistic shapes and prices, and
-InferencePools with 1-3 variants in different families; H100s are deliberately scarce so that
-pools compete for them.
+Prints ONE JSON document on stdout (progress goes to stderr), with the command that made it:
+- `timing`: per size (500 / 2,000 nodes; with --large also 5,000 / 10,000), `--runs` plans of
+  one "tight" cluster at the default 1 s budget, every pool's demand moved by up to +-10 % per
+  run (so the engine's structure cache never hits): plan time p50 / p99 / max, plans over
+  budget + 10 %, unmet req/s beside greedy spill-over's and how often the plan was worse than
+  greedy, and a re-plan after losing the busiest node pool's largest node;
+- `comparison`: per instance family (FAMILIES), `--seeds` instances of 150 nodes / 16 node
+  pools / 40 InferencePools: the engine, greedy spill-over and the exact MILP (warm-started
+  from the engine, `--milp-seconds`) with coverage per priority tier, resilience violation
+  and cost side by side;
+- `solvers` (--libraries): the MILP library measurement on one cost-stage model.
+The generator draws node pools of ten shapes across the three families at list prices, and
+InferencePools of 8B / 70B / 405B models with 1-3 variants; H100s are deliberately scarce.
+The families change what docs/placement.md lists: load, nodes partly used by others, family
+shares and min_families, and Neuron replica sizes that do not divide each other.
 """
 
 from __future__ import annotations
@@ -25,10 +29,9 @@ import resource
 import statistics
 import sys
 import time
-import tracemalloc
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,8 +47,8 @@ from inferpool.placement import (
 )
 from inferpool.placement.linear import LinearModel
 from inferpool.placement.milp import cost_stage_model, solve_milp
-from inferpool.placement.objective import score
-from inferpool.placement.problem import compile_problem
+from inferpool.placement.objective import pool_terms
+from inferpool.placement.problem import Problem, compile_problem
 
 # --- instance generator --------------------------------------------------------------------------
 
@@ -147,9 +150,38 @@ class Instance:
         }
 
 
-def generate(nodes: int, node_pools: int, pools: int, seed: int, load: float = 0.7) -> Instance:
+@dataclass(frozen=True)
+class InstanceFamily:
+    """How a family of instances is drawn (see FAMILIES and docs/placement.md)."""
+
+    name: str
+    load: float = 0.35  # demand, on each pool's leanest variant, as a share of free accelerators
+    partly_used: float = 0.15  # share of nodes where other pods hold 1..all accelerators
+    share_probability: float = 0.2  # pools (with 2+ families) given max_family_share
+    family_share: float = 0.7
+    min_families_probability: float = 0.0  # pools (with 2+ families) asking min_families 2
+    neuron_weight: float = 1.0  # x the Neuron shapes' weight
+    neuron_sizes: tuple[int, ...] = ()  # if set, Neuron variants draw k from these
+
+
+FAMILIES: dict[str, InstanceFamily] = {f.name: f for f in (
+    InstanceFamily("light"),
+    InstanceFamily("tight", load=1.0),
+    InstanceFamily("fragmented", load=0.7, partly_used=0.6),
+    # 4 and 6 on 12-device inf2, 6 and 8 on 16-device trn1: sizes that do not divide
+    InstanceFamily("neuron-sizes", load=0.8, neuron_weight=4.0, neuron_sizes=(4, 6, 8)),
+    InstanceFamily("resilience", load=0.7, share_probability=0.8, family_share=0.5,
+                   min_families_probability=0.3),
+    InstanceFamily("mixed", load=0.9, partly_used=0.4, share_probability=0.5,
+                   neuron_weight=2.0, neuron_sizes=(4, 6, 8), min_families_probability=0.1),
+)}
+
+
+def generate(nodes: int, node_pools: int, pools: int, seed: int, load: float = 0.7,
+             family: InstanceFamily | None = None) -> Instance:
+    fam = family or InstanceFamily("custom", load=load)
     rng = random.Random(seed)
-    weights = [s.weight for s in SHAPES]
+    weights = [s.weight * (fam.neuron_weight if s.family == "neuron" else 1.0) for s in SHAPES]
     pool_shapes = [SHAPES[i % len(SHAPES)] for i in range(len(SHAPES))]
     pool_shapes += rng.choices(SHAPES, weights=weights, k=max(0, node_pools - len(SHAPES)))
     pool_shapes = pool_shapes[:node_pools]
@@ -184,7 +216,7 @@ def generate(nodes: int, node_pools: int, pools: int, seed: int, load: float = 0
         )
         for j in range(count):
             used = 0
-            if rng.random() < 0.15:  # other workloads hold part of some nodes
+            if rng.random() < fam.partly_used:  # other workloads hold part of some nodes
                 used = rng.randint(1, shape.per_node)
             healthy = rng.random() > 0.01
             node_list.append(
@@ -198,12 +230,12 @@ def generate(nodes: int, node_pools: int, pools: int, seed: int, load: float = 0
                 )
             )
     snapshot = ClusterSnapshot(pools=tuple(np_list), nodes=tuple(node_list))
-    demands = _demands(snapshot, pools, rng, load)
+    demands = _demands(snapshot, pools, rng, fam)
     return Instance(snapshot, demands)
 
 
 def _demands(
-    snapshot: ClusterSnapshot, count: int, rng: random.Random, load: float
+    snapshot: ClusterSnapshot, count: int, rng: random.Random, fam: InstanceFamily
 ) -> tuple[PoolDemand, ...]:
     free_accelerators = sum(n.free for n in snapshot.nodes)
     drafts = []
@@ -211,8 +243,12 @@ def _demands(
         arch = rng.choices(ARCHETYPES, weights=(0.5, 0.4, 0.1))[0]
         n_variants = rng.choice((1, 2, 2, 3, 3))
         picks = rng.sample(arch.variants, k=min(n_variants, len(arch.variants)))
-        variants = tuple(
-            VariantDemand(
+        variants = []
+        for name, family, product, topology, k, rps in sorted(picks):
+            if family == "neuron" and fam.neuron_sizes:
+                drawn = rng.choice(fam.neuron_sizes)
+                rps, k = rps * drawn / k, drawn  # throughput scales with the devices
+            variants.append(VariantDemand(
                 name=name,
                 family=family,
                 product=product,
@@ -220,20 +256,21 @@ def _demands(
                 accelerators=k,
                 capacity_rps=round(rps * rng.uniform(0.85, 1.15), 2),
                 preference=rng.choice((0, 0, 1)),
-            )
-            for name, family, product, topology, k, rps in sorted(picks)
-        )
+            ))
         families = {v.family for v in variants}
-        share = 0.7 if len(families) >= 2 and rng.random() < 0.2 else 1.0
-        drafts.append((i, arch, variants, share, rng.uniform(*arch.rps_range)))
+        several = len(families) >= 2
+        share = fam.family_share if several and rng.random() < fam.share_probability else 1.0
+        min_families = 2 if several and rng.random() < fam.min_families_probability else 1
+        drafts.append((i, arch, tuple(variants), share, min_families,
+                       rng.uniform(*arch.rps_range)))
     # scale demand to need about `load` x the free accelerators (each pool on its leanest variant)
     est = sum(
         rps * min(v.accelerators / v.capacity_rps for v in variants)
-        for _, _, variants, _, rps in drafts
+        for _, _, variants, _, _, rps in drafts
     )
-    factor = load * free_accelerators / max(est, 1e-9)
+    factor = fam.load * free_accelerators / max(est, 1e-9)
     demands = []
-    for i, arch, variants, share, rps in drafts:
+    for i, arch, variants, share, min_families, rps in drafts:
         priority = rng.choices((0, 50, 100), weights=(0.7, 0.2, 0.1))[0]
         demands.append(
             PoolDemand(
@@ -244,9 +281,19 @@ def _demands(
                 variants=variants,
                 priority=priority,
                 max_family_share=share,
+                min_families=min_families,
             )
         )
     return tuple(demands)
+
+
+def vary(instance: Instance, rng: random.Random, spread: float = 0.1) -> Instance:
+    """The same cluster with every pool's demand moved by up to +-spread: a new problem for
+    the engine's structure cache, as on a live cluster where demand moves between plans."""
+    demands = tuple(replace(d, required_rps=round(d.required_rps * rng.uniform(1 - spread,
+                                                                                 1 + spread), 1))
+                    for d in instance.demands)
+    return Instance(instance.snapshot, demands)
 
 
 # --- measurements --------------------------------------------------------------------------------
@@ -262,26 +309,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def timed(fn: Callable[[], Plan], repeats: int) -> tuple[Plan, list[float]]:
-    times = []
-    plan = None
-    for _ in range(repeats):
-        began = time.perf_counter()
-        plan = fn()
-        times.append(time.perf_counter() - began)
-    assert plan is not None
-    return plan, times
-
-
-def plan_figures(plan: Plan) -> dict[str, Any]:
-    return {
-        "cost_per_hour": round(plan.cost_per_hour, 2),
-        "shortfall_rps": round(plan.shortfall_rps, 1),
-        "pools_short": sum(1 for o in plan.outcomes.values() if o.shortfall_rps > 0),
-        "replicas": sum(plan.replicas.values()),
-    }
-
-
 def node_to_lose(instance: Instance, plan: Plan) -> str:
     """A node in the node pool that holds most of the plan's replicas: a loss that matters."""
     busiest = Counter(k[2] for k, n in plan.replicas.items() for _ in range(n)).most_common(1)
@@ -290,83 +317,163 @@ def node_to_lose(instance: Instance, plan: Plan) -> str:
     return nodes[0].name
 
 
-def measure_instance(instance: Instance, repeats: int) -> dict[str, Any]:
-    options = PlacementOptions()
-    place(instance.snapshot, instance.demands, options=options)  # warm caches and imports
-    plan, times = timed(lambda: place(instance.snapshot, instance.demands, options=options),
-                        repeats)
-    lost = node_to_lose(instance, plan)
-    after = instance.snapshot.without_node(lost)
-    replan, replan_times = timed(
-        lambda: place(after, instance.demands, current=plan.replicas, options=options), repeats
-    )
-    tracemalloc.start()
-    place(instance.snapshot, instance.demands, options=options)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    # the same plan with a larger budget: what the default budget costs in quality, if anything
-    roomy, roomy_times = timed(lambda: place(instance.snapshot, instance.demands,
-                                             options=PlacementOptions(time_budget_s=5.0)), 1)
-    return {
-        "size": instance.size,
-        "solver": plan.solver,
-        "plan_seconds": {"p50": round(percentile(times, 0.5), 3),
-                         "p99": round(percentile(times, 0.99), 3), "runs": len(times)},
-        "replan_after_node_loss_seconds": {"p50": round(percentile(replan_times, 0.5), 3),
-                                           "p99": round(percentile(replan_times, 0.99), 3),
-                                           "runs": len(replan_times)},
-        "replan": {"solver": replan.solver, "moves": len(replan.moves),
-                   "lost_node": lost, **plan_figures(replan)},
-        "plan": plan_figures(plan),
-        "plan_with_5s_budget": {"seconds": round(roomy_times[0], 3), **plan_figures(roomy)},
-        "peak_traced_memory_mib": round(peak / 2**20, 1),
-    }
-
-
-def compare(instance: Instance, milp_seconds: float) -> dict[str, Any]:
-    """Engine vs exact MILP vs greedy spill-over vs static single family, on one instance."""
-    options = PlacementOptions()
-    problem = compile_problem(instance.snapshot, instance.demands, None, options)
-    engine, engine_times = timed(lambda: place(instance.snapshot, instance.demands,
-                                               options=options), 3)
-    counts = [0] * problem.n_options
+def counts_of(problem: Problem, plan: Plan) -> list[int]:
     index = {info.key: info.index for info in problem.pools}
-    for key, n in engine.replicas.items():
+    counts = [0] * problem.n_options
+    for key, n in plan.replicas.items():
         o = problem.option_of(key, index)
         assert o is not None
         counts[o] = n
-    began = time.perf_counter()
-    exact = solve_milp(problem, time.perf_counter() + milp_seconds, start=counts)
-    milp_time = time.perf_counter() - began
-    greedy, greedy_times = timed(lambda: baselines.greedy_spillover(instance.snapshot,
-                                                                   instance.demands), 3)
-    static, static_times = timed(lambda: baselines.static_single_family(instance.snapshot,
-                                                                        instance.demands), 3)
-    engine_score, milp_score = score(problem, counts), score(problem, exact.counts)
-    milp_cost = _cost(problem, exact.counts)
-    same_levels = engine_score[:-2] == milp_score[:-2]
+    return counts
+
+
+def levels(problem: Problem, counts: list[int]) -> dict[str, Any]:
+    """The objective's levels: normalised shortfall per priority tier (highest first), the
+    resilience violation, the cost; plus unmet req/s and short pools."""
+    terms = [pool_terms(problem, p.index, counts) for p in problem.pools]
+    unmet = sum(max(0.0, p.demand.required_rps - t.capacity)
+                for p, t in zip(problem.pools, terms, strict=True))
     return {
-        "size": instance.size,
-        "engine": {**plan_figures(engine), "seconds": round(statistics.median(engine_times), 3),
-                   "solver": engine.solver, "objective_levels": engine_score[:-2]},
-        "milp": {"cost_per_hour": round(milp_cost, 2), "seconds": round(milp_time, 2),
-                 "proved_optimal": exact.optimal,
-                 "cost_lower_bound": (round(exact.cost_bound, 2)
-                                      if exact.cost_bound is not None else None),
-                 "objective_levels": milp_score[:-2]},
-        "engine_vs_milp_cost_percent": round(
-            100 * (engine.cost_per_hour - milp_cost) / max(milp_cost, 1e-9), 3
-        ),
-        "same_coverage_and_resilience": same_levels,
-        "greedy_spillover": {**plan_figures(greedy),
-                             "seconds": round(statistics.median(greedy_times), 3)},
-        "static_single_family": {**plan_figures(static),
-                                 "seconds": round(statistics.median(static_times), 3)},
+        "coverage_by_tier": [round(sum(terms[p].shortfall for p in tier), 6)
+                             for tier in problem.priority_tiers()],
+        "resilience_violation": round(sum(t.violation for t in terms), 6),
+        "cost_per_hour": round(sum(t.cost for t in terms), 2),
+        "unmet_rps": round(unmet, 1),
+        "pools_short": sum(1 for t in terms if t.shortfall > 0),
     }
 
 
-def _cost(problem: Any, counts: list[int]) -> float:
-    return float(sum(problem.opt_cost[o] * x for o, x in enumerate(counts)))
+def _key(lv: dict[str, Any]) -> tuple[Any, ...]:
+    return (*lv["coverage_by_tier"], lv["resilience_violation"], lv["cost_per_hour"])
+
+
+def worse(a: dict[str, Any], b: dict[str, Any], tolerance: float = 1e-6) -> bool:
+    """a is lexicographically worse than b on coverage per tier, then resilience (cost
+    only when both are equal)."""
+    for x, y in zip([*a["coverage_by_tier"], a["resilience_violation"]],
+                    [*b["coverage_by_tier"], b["resilience_violation"]], strict=True):
+        if x > y + tolerance:
+            return True
+        if x < y - tolerance:
+            return False
+    return bool(a["cost_per_hour"] > b["cost_per_hour"] * (1 + 1e-4) + 1e-6)
+
+
+def summary_of(values: list[float], digits: int = 3) -> dict[str, float]:
+    return {"p50": round(percentile(values, 0.5), digits),
+            "p99": round(percentile(values, 0.99), digits),
+            "max": round(max(values), digits)}
+
+
+def timing(nodes: int, node_pools: int, pools: int, family: InstanceFamily, runs: int,
+           seed: int, budget: float) -> dict[str, Any]:
+    """`runs` plans of one cluster, demand varied per run (no cache hit), each with greedy
+    spill-over beside it and a re-plan after the loss of the busiest node pool's largest
+    node."""
+    base = generate(nodes, node_pools, pools, seed, family=family)
+    rng = random.Random(seed * 1000 + 7)
+    options = PlacementOptions(time_budget_s=budget)
+    plan_times, replan_times = [], []
+    unmet, greedy_unmet, replan_unmet = [], [], []
+    worse_than_greedy = 0
+    over = 0
+    replan_over = 0
+    solvers: Counter[str] = Counter()
+    for run in range(runs):
+        instance = vary(base, rng)
+        began = time.perf_counter()
+        plan = place(instance.snapshot, instance.demands, options=options)
+        plan_times.append(time.perf_counter() - began)
+        over += plan_times[-1] > budget * 1.1
+        solvers[plan.solver] += 1
+        problem = compile_problem(instance.snapshot, instance.demands, None, options)
+        mine = levels(problem, counts_of(problem, plan))
+        greedy = baselines.greedy_spillover(instance.snapshot, instance.demands)
+        theirs = levels(problem, counts_of(problem, greedy))
+        worse_than_greedy += worse(mine, theirs)
+        unmet.append(mine["unmet_rps"])
+        greedy_unmet.append(theirs["unmet_rps"])
+        after = instance.snapshot.without_node(node_to_lose(instance, plan))
+        began = time.perf_counter()
+        replan = place(after, instance.demands, current=plan.replicas, options=options)
+        replan_times.append(time.perf_counter() - began)
+        replan_over += replan_times[-1] > budget * 1.1
+        replan_unmet.append(replan.shortfall_rps)
+        if run % 10 == 9:
+            log(f"    {run + 1}/{runs} runs")
+    return {
+        "family": family.name,
+        "size": base.size,
+        "runs": runs,
+        "budget_s": budget,
+        "plan_seconds": summary_of(plan_times),
+        "plans_over_budget_plus_10_percent": over,
+        "solver_used": dict(sorted(solvers.items())),
+        "unmet_rps": {"engine": summary_of(unmet, 1), "greedy_spillover": summary_of(
+            greedy_unmet, 1)},
+        "runs_worse_than_greedy": worse_than_greedy,
+        "replan_after_node_loss_seconds": summary_of(replan_times),
+        "replans_over_budget_plus_10_percent": replan_over,
+        "replan_unmet_rps": summary_of(replan_unmet, 1),
+    }
+
+
+def compare(family: InstanceFamily, nodes: int, node_pools: int, pools: int, seed: int,
+            milp_seconds: float) -> dict[str, Any]:
+    """Engine vs greedy spill-over vs the exact MILP (warm-started from the engine's plan,
+    `milp_seconds`), on one instance."""
+    instance = generate(nodes, node_pools, pools, seed, family=family)
+    options = PlacementOptions()
+    began = time.perf_counter()
+    engine = place(instance.snapshot, instance.demands, options=options)
+    engine_seconds = time.perf_counter() - began
+    problem = compile_problem(instance.snapshot, instance.demands, None, options)
+    counts = counts_of(problem, engine)
+    greedy = baselines.greedy_spillover(instance.snapshot, instance.demands)
+    began = time.perf_counter()
+    exact = solve_milp(problem, time.perf_counter() + milp_seconds, start=counts)
+    milp_seconds_used = time.perf_counter() - began
+    mine, best = levels(problem, counts), levels(problem, exact.counts)
+    same_coverage = all(abs(a - b) <= 1e-6 for a, b in zip(
+        mine["coverage_by_tier"], best["coverage_by_tier"], strict=True))
+    same_resilience = same_coverage and abs(
+        mine["resilience_violation"] - best["resilience_violation"]) <= 1e-6
+    gap = 100 * (mine["cost_per_hour"] - best["cost_per_hour"]) / max(best["cost_per_hour"],
+                                                                     1e-9)
+    return {
+        "family": family.name,
+        "seed": seed,
+        "size": instance.size,
+        "engine": {**mine, "seconds": round(engine_seconds, 3), "solver": engine.solver,
+                   "claims_optimal": engine.optimal},
+        "greedy_spillover": levels(problem, counts_of(problem, greedy)),
+        "milp": {**best, "seconds": round(milp_seconds_used, 2), "proved": exact.optimal,
+                 "cost_bound": (round(exact.cost_bound, 2) if exact.cost_bound is not None
+                                else None)},
+        "engine_coverage_equals_milp": same_coverage,
+        "engine_resilience_equals_milp": same_resilience,
+        "engine_vs_milp_cost_percent_at_equal_levels": round(gap, 3) if same_resilience else None,
+        "engine_worse_than_greedy": worse(mine, levels(problem, counts_of(problem, greedy))),
+    }
+
+
+def family_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    proved = [r for r in rows if r["milp"]["proved"]]
+    gaps = [r["engine_vs_milp_cost_percent_at_equal_levels"] for r in proved
+            if r["engine_vs_milp_cost_percent_at_equal_levels"] is not None]
+    return {
+        "instances": len(rows),
+        "milp_proved": len(proved),
+        "coverage_equal_to_proved_optimum": sum(r["engine_coverage_equals_milp"]
+                                                for r in proved),
+        "resilience_equal_too": sum(r["engine_resilience_equals_milp"] for r in proved),
+        "cost_gap_percent_at_equal_levels": (
+            {"median": round(statistics.median(gaps), 3), "max": round(max(gaps), 3)}
+            if gaps else None),
+        "unmet_rps_engine_vs_milp": [(r["engine"]["unmet_rps"], r["milp"]["unmet_rps"])
+                                     for r in rows],
+        "engine_worse_than_greedy": sum(r["engine_worse_than_greedy"] for r in rows),
+    }
 
 
 # --- MILP library measurement --------------------------------------------------------------------
@@ -528,45 +635,61 @@ print(json.dumps({"seconds": round(time.perf_counter() - began, 2),
 # --- main ----------------------------------------------------------------------------------------
 
 
+SMALL = (150, 16, 40)  # nodes, node pools, InferencePools: the MILP proves most of these
+DEFAULT_SIZES = ((500, 40, 100), (2000, 100, 400))
+LARGE_SIZES = ((5000, 200, 1000), (10000, 400, 2000))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, ~1 minute")
+    parser.add_argument("--quick", action="store_true", help="one size, few runs (~1 minute)")
+    parser.add_argument("--large", action="store_true",
+                        help="also 5,000 nodes / 1,000 and 10,000 nodes / 2,000 InferencePools")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--load", type=float, default=0.35,
-                        help="demand as a share of free accelerators (leanest variants)")
+    parser.add_argument("--runs", type=int, default=50, help="plans per size (p99 needs 50+)")
+    parser.add_argument("--seeds", type=int, default=3, help="instances per family vs the MILP")
+    parser.add_argument("--milp-seconds", type=float, default=30.0)
+    parser.add_argument("--families", default=",".join(FAMILIES),
+                        help="comma-separated, of: " + ", ".join(FAMILIES))
+    parser.add_argument("--sizes", default="",
+                        help="instead of the default sizes: NODESxNODEPOOLSxPOOLS,... "
+                             "(e.g. 5000x200x1000)")
+    parser.add_argument("--libraries", action="store_true",
+                        help="also time MILP libraries on one cost-stage model")
     args = parser.parse_args(argv)
-
+    families = [FAMILIES[name] for name in args.families.split(",") if name]
+    sizes: tuple[tuple[int, int, int], ...] = DEFAULT_SIZES + (LARGE_SIZES if args.large else ())
+    if args.sizes:
+        sizes = tuple(tuple(int(x) for x in size.split("x")) for size in  # type: ignore[misc]
+                      args.sizes.split(","))
+    runs, seeds = args.runs, args.seeds
     if args.quick:
-        sizes = [(500, 40, 100)]
-        repeats, milp_seconds, compare_seeds, library_seconds = 3, 15.0, [args.seed], 5.0
-    else:
-        sizes = [(500, 40, 100), (5000, 200, 1000)]
-        repeats, milp_seconds, library_seconds = 11, 60.0, 30.0
-        compare_seeds = [args.seed + i for i in range(5)]
+        sizes, runs, seeds = ((500, 40, 100),), min(runs, 5), 1
 
-    summary: dict[str, Any] = {"quick": args.quick, "seed": args.seed, "load": args.load,
-                               "machine_load_average_at_start": os.getloadavg()[0],
-                               "instances": [], "comparison": []}
-    for nodes, node_pools, pools in sizes:
-        log(f"timing {nodes} nodes / {node_pools} node pools / {pools} InferencePools ...")
-        instance = generate(nodes, node_pools, pools, args.seed, args.load)
-        summary["instances"].append(measure_instance(instance, repeats))
-    for seed in compare_seeds:
-        log(f"comparing with the MILP, seed {seed} ...")
-        instance = generate(500, 40, 100, seed, args.load)
-        summary["comparison"].append(compare(instance, milp_seconds))
-    proved = [c for c in summary["comparison"]
-              if c["milp"]["proved_optimal"] and c["same_coverage_and_resilience"]]
-    summary["engine_vs_milp_where_proved_optimal"] = {
-        "instances": len(proved),
-        "max_cost_gap_percent": max((c["engine_vs_milp_cost_percent"] for c in proved),
-                                    default=None),
-        "mean_cost_gap_percent": (round(statistics.mean(c["engine_vs_milp_cost_percent"]
-                                                        for c in proved), 3) if proved else None),
+    summary: dict[str, Any] = {
+        "command": "python -m bench.engine " + " ".join(argv if argv is not None else
+                                                         sys.argv[1:]),
+        "seed": args.seed, "budget_s": 1.0,
+        "families": {f.name: {k: v for k, v in vars(f).items() if k != "name"}
+                     for f in families},
+        "machine_load_average_at_start": os.getloadavg()[0],
+        "timing": [], "comparison": {},
     }
-    log("measuring MILP libraries on one comparison instance ...")
-    summary["solvers"] = measure_milp_libraries(generate(500, 40, 100, args.seed, args.load),
-                                                library_seconds)
+    for nodes, node_pools, pools in sizes:
+        log(f"timing {nodes} nodes / {node_pools} node pools / {pools} InferencePools, "
+            f"tight, {runs} runs ...")
+        summary["timing"].append(timing(nodes, node_pools, pools, FAMILIES["tight"], runs,
+                                        args.seed, 1.0))
+    for family in families:
+        rows = []
+        for seed in range(args.seed, args.seed + seeds):
+            log(f"comparing with greedy and the MILP: {family.name}, seed {seed} ...")
+            rows.append(compare(family, *SMALL, seed, args.milp_seconds))
+        summary["comparison"][family.name] = {"summary": family_summary(rows), "instances": rows}
+    if args.libraries:
+        log("measuring MILP libraries on one comparison instance ...")
+        summary["solvers"] = measure_milp_libraries(generate(500, 40, 100, args.seed, 0.35),
+                                                    30.0)
     summary["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     summary["machine_load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(summary, indent=2, sort_keys=False))

@@ -47,6 +47,7 @@ def make_backend(name: BackendName, model: LinearModel) -> Backend:
 class _Highs:
     def __init__(self, model: LinearModel) -> None:
         self.num_cols = model.num_cols
+        self.is_mip = any(model.integer)
         self.h = model.to_highs()
         self.h.setOptionValue("mip_abs_gap", 1e-7)
 
@@ -69,10 +70,12 @@ class _Highs:
         self.h.run()
         if self.h.getInfo().primal_solution_status != 2:
             return Outcome(None, False, None)
+        info = self.h.getInfo()
         return Outcome(
             values=list(self.h.getSolution().col_value),
             optimal=self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal,
-            bound=float(self.h.getInfo().mip_dual_bound),
+            # an LP (no integer column left) has no MIP bound: its optimum is the bound
+            bound=float(info.mip_dual_bound if self.is_mip else info.objective_function_value),
         )
 
     def hold(self, objective: Mapping[int, float], at_most: float) -> None:

@@ -53,32 +53,50 @@ def _run(
 
 def spillover_counts(problem: Problem, single_family: bool) -> list[int]:
     state = State(problem)
-    for tier in problem.priority_tiers():
-        for p in sorted(tier, key=lambda q: problem.pools[q].key):
-            _fill(state, p, single_family)
+    spill_over(state, single_family)
     return state.counts
 
 
-def _fill(state: State, p: int, single_family: bool) -> None:
+def spill_over(state: State, single_family: bool = False) -> None:
+    """Fill what each pool still misses, cheapest per rps first, pools in priority order."""
+    problem = state.problem
+    full: set[int] = set()  # node pool x size (as one int) with no room: filling only adds
+    per_rps = [c / r if r > 0 else math.inf
+               for c, r in zip(problem.opt_cost, problem.opt_rps, strict=True)]
+    # the floor of every plan on large clusters too: keep the per-option work to set lookups
+    span = max(problem.opt_k, default=0) + 1
+    where = [np * span + k for np, k in zip(problem.opt_node_pool, problem.opt_k, strict=True)]
+    for tier in problem.priority_tiers():
+        for p in sorted(tier, key=lambda q: problem.pools[q].key):
+            _fill(state, p, single_family, full, per_rps, where)
+
+
+def _fill(state: State, p: int, single_family: bool, full: set[int], per_rps: list[float],
+          where: list[int]) -> None:
     pr = state.problem
     info = pr.pools[p]
-    order = sorted(
-        info.options,
-        key=lambda o: (pr.opt_cost[o] / pr.opt_rps[o] if pr.opt_rps[o] > 0 else math.inf,
-                       o),
-    )
+    counts, opt_rps = state.counts, pr.opt_rps
+    # stable sort of ascending options: ties keep option order
+    order = sorted(info.options, key=per_rps.__getitem__)
     if single_family and order:
         family = pr.opt_family[order[0]]
         order = [o for o in order if pr.opt_family[o] == family]
-    cap = 0.0
-    n = 0
+    order = [o for o in order if where[o] not in full]  # full places skipped up front
+    # what the pool already has (a placement being extended): fill only what is missing
+    cap = sum(opt_rps[o] * counts[o] for o in info.options if counts[o])
+    n = sum(counts[o] for o in info.options)
+    required, least, most = info.demand.required_rps, info.min_replicas, info.max_replicas
     for o in order:
-        missing = info.demand.required_rps - cap
-        rps = pr.opt_rps[o]
+        missing = required - cap
+        rps = opt_rps[o]
         units = math.ceil(missing / rps - 1e-9) if rps > 0 and missing > EPS else 0
-        want = min(max(units, info.min_replicas - n), info.max_replicas - n)
+        want = min(max(units, least - n), most - n)
         if want <= 0:
             break
+        if where[o] in full:
+            continue
         got = state.add(o, want)
+        if got < want:
+            full.add(where[o])
         n += got
-        cap += got * pr.opt_rps[o]
+        cap += got * rps

@@ -8,7 +8,9 @@ objective is the lexicographic one of objective.py restricted to the pool:
 When the demand cannot be covered, capacity wins: the largest replicas first. Otherwise a
 depth-first search over items in cost-per-rps order, pruned by a fractional lower bound on cost,
 finds the cheapest cover. The search is bounded by a node count (not by time) so the result is
-the same on a fast and a slow machine.
+the same on a fast and a slow machine. The search starts from a known cover (largest replicas
+first) so that its node limits bound it from the first node: without one, a pool whose only
+covers use its dearest variant explored millions of nodes before its first leaf.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from inferpool.placement.objective import EPS, shortfall_of, violation_of
 
 NODE_LIMIT = 1500
 RESILIENT_NODE_LIMIT = 200
+# hard cap whatever the search has found (with the seed cover it is only reached when the seed
+# breaks a max_moves allowance)
+HARD_NODE_LIMIT = 20000
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,26 +117,30 @@ def best_cover(items: Sequence[Item], rules: Rules) -> list[int]:
     """Replica count per item minimising the pool's lexicographic objective."""
     if not items or rules.max_replicas <= 0:
         return [0] * len(items)
-    shortage = _shortage_cover(items, rules)
-    if shortage is not None:
-        return shortage
+    first = _largest_first(items, rules)
+    if not _covers(items, first, rules):
+        return first  # even the largest replicas cannot cover demand: take them
     keep = _undominated(items, rules)
     sub = [items[i] for i in keep]
+    seed = [first[i] for i in keep]
     found = None
     if rules.resilient:
         # the cheapest cover ignoring the rules is optimal whenever it happens to obey them
-        plain = _Search(sub, replace(rules, family_share=1.0, node_pool_share=1.0,
-                                     min_families=1)).run()
+        relaxed = _Search(sub, replace(rules, family_share=1.0, node_pool_share=1.0,
+                                       min_families=1))
+        relaxed.offer(seed)
+        plain = relaxed.run()
         if plain is not None and evaluate(sub, plain, replace(rules, weights=None))[1] == 0.0:
             found = plain
     if found is None:
         search = _Search(sub, rules)
+        search.offer(seed)
         if rules.resilient:
             search.offer(_spread_greedy(sub, rules))
         found = search.run()
     # the node limit can stop the search before any cover is seen: fall back to largest-first
     if found is None:
-        return _largest_first(items, rules)
+        return first
     result = [0] * len(items)
     for i, x in zip(keep, found, strict=True):
         result[i] = x
@@ -146,13 +155,19 @@ def _undominated(items: Sequence[Item], rules: Rules) -> list[int]:
     most = rules.max_replicas
     if min_rps > 0:
         most = min(most, math.ceil(rules.required / min_rps) + rules.min_replicas)
+    # only items with room for every replica can dominate; cheapest first, so the scan for
+    # one item stops at the first dearer candidate (linear in practice, not quadratic)
+    candidates = sorted((a.cost, i) for i, a in enumerate(items) if a.avail >= most)
     kept = []
     for j, b in enumerate(items):
         dominated = False
-        for i, a in enumerate(items):
-            if i == j or a.avail < most or a.rps < b.rps or a.preference < b.preference:
+        for cost, i in candidates:
+            if cost > b.cost:
+                break
+            a = items[i]
+            if i == j or a.rps < b.rps or a.preference < b.preference:
                 continue
-            if a.cost > b.cost or a.keep_cost > b.keep_cost or (b.keep and a.keep < b.keep):
+            if a.keep_cost > b.keep_cost or (b.keep and a.keep < b.keep):
                 continue
             if b.keep and a.cost > b.keep_cost:
                 continue  # a replica of `b` that stays may be cheaper than a new one of `a`
@@ -202,13 +217,9 @@ def _spread_greedy(items: Sequence[Item], rules: Rules) -> list[int]:
     return counts
 
 
-def _shortage_cover(items: Sequence[Item], rules: Rules) -> list[int] | None:
-    """If even the largest replicas cannot cover demand, take them (cheapest first on ties)."""
-    counts = _largest_first(items, rules)
+def _covers(items: Sequence[Item], counts: Sequence[int], rules: Rules) -> bool:
     cap = sum(c * it.rps for c, it in zip(counts, items, strict=True))
-    if cap >= rules.required - EPS and sum(counts) >= rules.min_replicas:
-        return None
-    return counts
+    return cap >= rules.required - EPS and sum(counts) >= rules.min_replicas
 
 
 def _largest_first(items: Sequence[Item], rules: Rules) -> list[int]:
@@ -253,24 +264,30 @@ class _Search:
         # over-provisioning can fix a share violation: allow up to required / share
         share = min(rules.family_share, rules.node_pool_share)
         self.target = rules.required / max(share, 0.25) if rules.resilient else rules.required
-        self._segments = [self._suffix_segments(i) for i in range(len(self.items) + 1)]
-        self._cheapest = [
-            min((it.keep_cost if it.keep else it.cost for it in self.items[i:] if it.avail),
-                default=math.inf)
-            for i in range(len(self.items) + 1)
-        ]
+        # (cost per rps, rps, units, position) of every item, cheapest per rps first: the
+        # bound of a suffix skips the positions before it (one list, not one per suffix)
+        self._segments = self._all_segments()
+        # the most rps one replica from `i` on can add: with max_replicas, a branch whose
+        # remaining replicas cannot reach demand holds no cover (the cost bound ignores this)
+        n_items = len(self.items)
+        self._top_rps = [0.0] * (n_items + 1)
+        self._cheapest = [math.inf] * (n_items + 1)
+        for i in range(n_items - 1, -1, -1):  # suffix maxima and minima, in one sweep
+            it = self.items[i]
+            self._top_rps[i] = max(self._top_rps[i + 1], it.rps if it.avail else 0.0)
+            price = (it.keep_cost if it.keep else it.cost) if it.avail else math.inf
+            self._cheapest[i] = min(self._cheapest[i + 1], price)
 
-    def _suffix_segments(self, start: int) -> list[tuple[float, float, int]]:
-        """(cost per rps, rps, units) of the items from `start`, cheapest per rps first."""
+    def _all_segments(self) -> list[tuple[float, float, int, int]]:
         segments = []
-        for it in self.items[start:]:
+        for pos, it in enumerate(self.items):
             if it.rps <= 0 or it.avail <= 0:
                 continue
             keep = min(it.keep, it.avail)
             if keep:
-                segments.append((it.keep_cost / it.rps, it.rps, keep))
+                segments.append((it.keep_cost / it.rps, it.rps, keep, pos))
             if it.avail - keep:
-                segments.append((it.cost / it.rps, it.rps, it.avail - keep))
+                segments.append((it.cost / it.rps, it.rps, it.avail - keep, pos))
         segments.sort()
         return segments
 
@@ -345,7 +362,9 @@ class _Search:
     def _lower_bound(self, start: int, need: float, need_n: int) -> float:
         bound = 0.0
         if need > EPS:
-            for per_rps, rps, units in self._segments[start]:
+            for per_rps, rps, units, pos in self._segments:
+                if pos < start:
+                    continue
                 take = min(need, rps * units)
                 bound += take * per_rps
                 need -= take
@@ -364,6 +383,8 @@ class _Search:
         rules = self.rules
         need = rules.required - cap
         need_n = rules.min_replicas - n
+        if self.nodes > HARD_NODE_LIMIT:
+            return
         if need <= EPS and need_n <= 0:
             key = (round(cost, 6), -float(pref))
             if key < self._plain_best and (
@@ -376,6 +397,8 @@ class _Search:
             return
         if i == len(self.items):
             return
+        if need > EPS and need > (rules.max_replicas - n) * self._top_rps[i] + EPS:
+            return  # no cover below
         best_cost = self._plain_best[0]
         if best_cost < math.inf:
             if self.nodes > NODE_LIMIT:
@@ -401,7 +424,8 @@ class _Search:
             counts[i] = x
             c = keep_cost * x if x <= keep else keep_cost * keep + new_cost * (x - keep)
             self._dfs_plain(i + 1, cap + x * rps, n + x, cost + c, pref + x * p)
-            if self.nodes > NODE_LIMIT and self.best is not None:
+            if ((self.nodes > NODE_LIMIT and self.best is not None)
+                    or self.nodes > HARD_NODE_LIMIT):
                 break
         counts[i] = 0
 
@@ -412,6 +436,10 @@ class _Search:
         rules = self.rules
         need = rules.required - cap
         need_n = rules.min_replicas - n
+        if self.nodes > HARD_NODE_LIMIT:
+            return
+        if need > EPS and need > (rules.max_replicas - n) * self._top_rps[i] + EPS:
+            return  # no cover below
         if self.best_key is not None:
             if self.nodes > RESILIENT_NODE_LIMIT:
                 return
@@ -432,6 +460,7 @@ class _Search:
         for x in range(max(upper, 0), -1, -1):
             self.counts[i] = x
             self._dfs(i + 1, cap + x * item.rps, n + x, cost + item_cost(item, x))
-            if self.nodes > RESILIENT_NODE_LIMIT and self.best_key is not None:
+            if ((self.nodes > RESILIENT_NODE_LIMIT and self.best_key is not None)
+                    or self.nodes > HARD_NODE_LIMIT):
                 break
         self.counts[i] = 0

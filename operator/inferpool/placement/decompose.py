@@ -25,7 +25,6 @@ from inferpool.placement.state import State, rules_of
 
 MAX_ROUNDS = 6
 PRICE_TOLERANCE = 0.005
-FIRST_SOLVE_SECONDS = 0.5
 # Scalarisation of the lexicographic objective inside the master LP (guidance only).
 SHORTFALL_WEIGHT = 20.0  # x the largest pool's cost, per unit of normalised shortfall
 TIER_FACTOR = 100.0  # each higher priority tier weighs this much more
@@ -160,7 +159,8 @@ def guide(state: State, deadline: float) -> Guidance | None:
     tiers = pr.priority_tiers()
     tier_weight = {p: TIER_FACTOR ** rank for rank, tier in enumerate(reversed(tiers))
                    for p in tier}
-    static = [_static_items(state, p) for p in range(len(pr.pools))]
+    room_memo: dict[tuple[tuple[int, ...], int], int] = {}
+    static: list[list[Item]] = []  # filled in the first loop, which watches the deadline
 
     weighted = [
         replace(rules_of(pr, p), weights=(SHORTFALL_WEIGHT * tier_weight[p] * scale,
@@ -175,6 +175,9 @@ def guide(state: State, deadline: float) -> Guidance | None:
     ideal: dict[int, tuple[int, ...]] = {}
     priced: dict[int, tuple[float, ...]] = {}
     for p in range(len(pr.pools)):
+        if time.perf_counter() > deadline:
+            return None  # not even one column per pool in time: no guidance
+        static.append(_static_items(state, p, room_memo))
         empty = tuple(0 for _ in state.groups[p])
         ideal[p] = tuple(best_cover(static[p], rules_of(pr, p)))
         # the first cover is priced at zero shadow: reprice only once prices move
@@ -186,17 +189,18 @@ def guide(state: State, deadline: float) -> Guidance | None:
                 seen.add((p, counts))
                 master.add(p, counts, scalar(p, list(counts)))
     rounds = 0
+    added = 0
     converged = False
     result = None
     while rounds < MAX_ROUNDS:
         remaining = deadline - time.perf_counter()
-        if remaining <= 0.02 and result is not None:
-            break
-        remaining = max(remaining, FIRST_SOLVE_SECONDS)  # one master solve, whatever it takes
+        if remaining <= 0.02:
+            break  # the deadline is hard: without a first master solve there is no guidance
         rounds += 1
-        result = master.solve(remaining)
-        if result is None:
-            return None
+        solved = master.solve(remaining)
+        if solved is None:
+            break  # out of time (or no optimum): the last solution, if any, still guides
+        result = solved
         _, duals = result
         shadow = _shadow(master, duals)
         added = 0
@@ -225,7 +229,9 @@ def guide(state: State, deadline: float) -> Guidance | None:
             break
     if result is None:
         return None
-    values, duals = master.solve(max(deadline - time.perf_counter(), 0.05)) or result
+    if added and deadline - time.perf_counter() > 0.02:
+        result = master.solve(deadline - time.perf_counter()) or result
+    values, duals = result
     patterns: dict[int, list[tuple[float, tuple[int, ...]]]] = defaultdict(list)
     # if the last solve ran out of time, `values` predates the newest columns
     for (p, counts), value in zip(master.columns[: len(values)], values, strict=True):
@@ -256,21 +262,27 @@ def _priced(item: Item, extra: float) -> Item:
                 preference=item.preference, group=item.group)
 
 
-def _static_items(state: State, p: int) -> list[Item]:
-    """The pool's items in an otherwise empty cluster: what a pattern may use at most."""
+def _static_items(state: State, p: int,
+                  memo: dict[tuple[tuple[int, ...], int], int]) -> list[Item]:
+    """The pool's items in an otherwise empty cluster: what a pattern may use at most.
+    `memo` holds the room per (node pools, size): pools of one model shape share it."""
     pr = state.problem
     h = pr.hysteresis
     items = []
     for group in state.groups[p]:
         o0 = group.options[0]
         k = pr.opt_k[o0]
-        avail = 0
-        for o in group.options:
-            npc = pr.node_pools[pr.opt_node_pool[o]]
-            room = npc.slots(k)
-            if npc.limit is not None:
-                room = min(room, npc.limit // k)
-            avail += room
+        where = (tuple(pr.opt_node_pool[o] for o in group.options), k)
+        avail = memo.get(where, -1)
+        if avail < 0:
+            avail = 0
+            for i in where[0]:
+                npc = pr.node_pools[i]
+                room = npc.slots(k)
+                if npc.limit is not None:
+                    room = min(room, npc.limit // k)
+                avail += room
+            memo[where] = avail
         c = pr.opt_cost[o0]
         items.append(Item(
             cost=c, keep_cost=c * (1.0 - h),

@@ -18,9 +18,10 @@ MAX_REASONS = 8
 def build_plan(
     problem: Problem, counts: Sequence[int], solver: str, seconds: float, optimal: bool
 ) -> Plan:
+    counts = list(counts)  # the lazy reasons keep a copy, not the caller's list
     nonzero = [o for o, x in enumerate(counts) if x > 0]
     replicas = dict(sorted((problem.key(o), counts[o]) for o in nonzero))
-    rooms = _Rooms(problem, _packs_after(problem, counts))
+    rooms = _Rooms(problem, _packs_after(problem, counts), _Holders(problem, counts))
     placed_by_pool: dict[int, list[int]] = defaultdict(list)
     for o in nonzero:
         placed_by_pool[problem.opt_pool[o]].append(o)
@@ -53,10 +54,28 @@ class _Rooms:
     """Room left after the plan, per (node pools of a group, replica size), memoised: many
     pools share the same groups."""
 
-    def __init__(self, problem: Problem, packs: list[PackState]) -> None:
+    def __init__(self, problem: Problem, packs: list[PackState], holders: _Holders) -> None:
         self.problem = problem
         self.packs = packs
+        self.holders = holders
         self._memo: dict[tuple[tuple[int, ...], int], int] = {}
+        self._why: dict[tuple[int, int], str | None] = {}
+        self.causes: dict[tuple[object, ...], str] = {}
+
+    def why_full(self, node_pool: int, k: int) -> str | None:
+        """"capped" (the accelerator limit is reached), "fragmented" (enough accelerators
+        free, but no node with k of them) or None, per (node pool, size)."""
+        key = (node_pool, k)
+        if key not in self._why:
+            np = self.problem.node_pools[node_pool]
+            pack = self.packs[node_pool]
+            why = None
+            if np.limit is not None and pack.acc_used + k > np.limit:
+                why = "capped"
+            elif sum(np.free) - pack.acc_used >= k and pack.room(k) == 0:
+                why = "fragmented"
+            self._why[key] = why
+        return self._why[key]
 
     def of_group(self, group: Group) -> int:
         pr = self.problem
@@ -92,22 +111,30 @@ def _outcome(
         cost_per_hour=round(terms.cost, 6),
         shortfall_rps=round(shortfall, 6),
         shortfall_cause=(
-            _cause(problem, info, counts, rooms.packs, terms.replicas) if short else None
+            _cause(problem, info, rooms, terms.replicas) if short else None
         ),
         families=tuple(families),
-        reasons=tuple(_reasons(problem, info, counts, rooms, placed, terms.capacity,
-                               terms.replicas, terms.violation)[:MAX_REASONS]),
+        # computed on first use: status does not show them (see PoolOutcome)
+        explain=lambda: tuple(_reasons(problem, info, counts, rooms, placed, terms.capacity,
+                                       terms.replicas, terms.violation)[:MAX_REASONS]),
     )
 
 
-def _cause(
-    problem: Problem, info: PoolInfo, counts: Sequence[int], packs: list[PackState],
-    replicas: int,
-) -> str:
+def _cause(problem: Problem, info: PoolInfo, rooms: _Rooms, replicas: int) -> str:
     if not info.options:
         return "; ".join(info.unmatched) or "no variants"
     if replicas >= info.max_replicas:
         return f"max replicas {info.max_replicas} reached"
+    # pools of one model shape and priority share the text: computed once per shape
+    shape = (info.demand.priority, tuple(map(problem.opt_node_pool.__getitem__, info.options)),
+             tuple(map(problem.opt_k.__getitem__, info.options)))
+    found = rooms.causes.get(shape)
+    if found is None:
+        found = rooms.causes[shape] = _shape_cause(problem, info, rooms)
+    return found
+
+
+def _shape_cause(problem: Problem, info: PoolInfo, rooms: _Rooms) -> str:
     parts: list[str] = []
     families = sorted({problem.opt_family[o] for o in info.options})
     names = "/".join(FAMILIES[f] for f in families)
@@ -116,33 +143,56 @@ def _cause(
     capped = []
     for o in info.options:
         np = problem.node_pools[problem.opt_node_pool[o]]
-        pack = packs[np.index]
-        k = problem.opt_k[o]
-        if np.limit is not None and pack.acc_used + k > np.limit:
+        why = rooms.why_full(np.index, problem.opt_k[o])
+        if why == "capped":
             capped.append(f"{np.pool.name} capped at {np.limit}")
-        elif sum(np.free) - pack.acc_used >= k and pack.room(k) == 0:
+        elif why == "fragmented":
             fragmented.append(np.pool.name)
     if capped:
         parts.append(", ".join(sorted(set(capped))[:3]))
     if fragmented:
         parts.append(f"free accelerators too fragmented for one replica in "
                      f"{', '.join(sorted(set(fragmented))[:3])}")
-    rivals = _outranking(problem, info, counts)
+    rivals = _outranking(problem, info, rooms.holders)
     if rivals:
         parts.append("outranked by " + ", ".join(rivals[:3]))
     return "; ".join(parts)
 
 
-def _outranking(problem: Problem, info: PoolInfo, counts: Sequence[int]) -> list[str]:
+class _Holders:
+    """Per node pool, the pools with replicas there, highest priority first: built once per
+    plan, so naming who outranks a short pool does not scan every pool (with ~1,600 short
+    pools that scan took seconds)."""
+
+    def __init__(self, problem: Problem, counts: Sequence[int]) -> None:
+        found: dict[int, set[int]] = defaultdict(set)
+        for o, x in enumerate(counts):
+            if x > 0:
+                found[problem.opt_node_pool[o]].add(problem.opt_pool[o])
+        self.by_node_pool = {
+            np: sorted(((problem.pools[p].demand.priority, problem.pools[p].key) for p in pools),
+                       key=lambda pk: (-pk[0], pk[1]))
+            for np, pools in found.items()
+        }
+
+    def above(self, node_pools: set[int], priority: int, limit: int) -> list[tuple[int, str]]:
+        """The `limit` highest-priority pools above `priority` holding any of `node_pools`.
+        Each list's first `limit` distinct entries above `priority` contain the overall first
+        `limit`, so nothing past them is looked at."""
+        picked: dict[str, int] = {}
+        for np in node_pools:
+            for taken, (prio, key) in enumerate(self.by_node_pool.get(np, ())):
+                if prio <= priority or taken >= limit:
+                    break
+                picked[key] = prio
+        return sorted(((prio, key) for key, prio in picked.items()),
+                      key=lambda pk: (-pk[0], pk[1]))[:limit]
+
+
+def _outranking(problem: Problem, info: PoolInfo, holders: _Holders) -> list[str]:
     mine = {problem.opt_node_pool[o] for o in info.options}
-    found: dict[str, int] = {}
-    for other in problem.pools:
-        if other.demand.priority <= info.demand.priority:
-            continue
-        if any(counts[o] and problem.opt_node_pool[o] in mine for o in other.options):
-            found[other.key] = other.demand.priority
-    ranked = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [f"priority {prio} pool {key}" for key, prio in ranked]
+    return [f"priority {prio} pool {key}"
+            for prio, key in holders.above(mine, info.demand.priority, 3)]
 
 
 def _reasons(

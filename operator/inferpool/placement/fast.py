@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from inferpool.placement.baselines import spillover_counts
+from inferpool.placement.baselines import spill_over
 from inferpool.placement.cover import best_cover
 from inferpool.placement.decompose import Guidance, guide
 from inferpool.placement.objective import EPS, pool_terms, score
@@ -33,11 +33,13 @@ from inferpool.placement.state import State
 
 MAX_PASSES = 4
 MAX_EJECT_CANDIDATES = 12  # holders tried per (pool, capacity class) in a repair
-FALLBACK_SECONDS = 0.3  # spill-over + improvement when the decomposition found nothing
 GUIDE_SHARE = 0.8  # of the budget for the decomposition: it decides most of the quality
 REPAIR_SHARE_END = 0.95  # repairs stop here, leaving the rest for the last improvement
 # above this share of pools touched by a change, a re-plan optimises globally, not locally
 INCREMENTAL_LIMIT = 0.25
+# the work after the search (final comparison, Plan and causes), in units of one `score` call,
+# measured: building the Plan of ~1,600 short pools took 2-4 scores' time
+FINISH_SCORES = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +51,27 @@ class FastResult:
 
 
 def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastResult:
+    """Anytime: a feasible floor first (greedy spill-over on the current placement), then the
+    search; the floor is only replaced by a plan that beats it on the objective, so whatever
+    the budget cuts, the result is never worse than greedy spill-over."""
+    floor = State(problem)
+    _start_from_current(floor)
+    spill_over(floor)
+    best = FastResult(list(floor.counts), "floor", 0, lp_used=False)
+    timer = time.perf_counter()
+    best_score = score(problem, best.counts)
+    # what is left after the search scales with the problem: comparing with the floor (one
+    # score) and building the Plan (a few scores' worth): keep that much of the budget
+    deadline -= FINISH_SCORES * (time.perf_counter() - timer)
+
+    def offer(result: FastResult) -> None:
+        nonlocal best, best_score
+        candidate = score(problem, result.counts)
+        if candidate < best_score:
+            best, best_score = result, candidate
+
     state = State(problem)
     touched, unhappy = _start_from_current(state)
-    dirty = touched | unhappy
     has_current = any(problem.opt_current) or bool(problem.stale_current)
     # a re-plan stays local unless the change itself (replicas that no longer fit or exist)
     # is large; pools that were short or outside their limits before are retried locally
@@ -59,19 +79,37 @@ def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastRes
         1, len(problem.pools)
     )
     if incremental:
-        dirty |= _cheaper_with_room(state)
-        passes = _improve(state, dirty, deadline, all_pools=False)
-        repaired = _repair(state, deadline, only=touched)
-        if repaired:
-            passes += _improve(state, repaired, deadline, all_pools=False)
-        return FastResult(list(state.counts), "incremental", passes, lp_used=False)
+        offer(_incremental(state, touched, unhappy, deadline))
+        tiers = len(problem.priority_tiers())
+        if not any(best_score[:tiers]) or time.perf_counter() >= deadline:
+            return best
+        # demand left unmet: a local repair is not enough. Re-plan as a fresh plan would
+        # (no current placement steering the search), scored with hysteresis as always
+        fresh = replace(problem, opt_current=[0] * problem.n_options, stale_current={})
+        offer(_global(State(fresh), deadline, floor.counts))
+        return best
+    offer(_global(state, deadline, floor.counts))
+    return best
 
+
+def _incremental(state: State, touched: set[int], unhappy: set[int],
+                 deadline: float) -> FastResult:
+    dirty = touched | unhappy | _cheaper_with_room(state)
+    passes = _improve(state, dirty, deadline, all_pools=False)
+    repaired = _repair(state, deadline, only=touched)
+    if repaired:
+        passes += _improve(state, repaired, deadline, all_pools=False)
+    return FastResult(list(state.counts), "incremental", passes, lp_used=False)
+
+
+def _global(state: State, deadline: float, floor: list[int]) -> FastResult:
+    problem = state.problem
     began = time.perf_counter()
     guidance = guide(state, began + GUIDE_SHARE * (deadline - began))
     dirty = set(range(len(problem.pools)))
     skip: set[int] = set()
     if guidance is not None:
-        _round(state, guidance)
+        _round(state, guidance, deadline)
         # a pool that got what it would choose alone cannot do better, and one that got the
         # master's whole pattern is where the LP's global optimum puts it: leave both alone
         settled = {p: {guidance.ideal.get(p)} | {c for w, c in guidance.patterns.get(p, ())
@@ -81,22 +119,14 @@ def solve_fast(problem: Problem, deadline: float, full: bool = False) -> FastRes
             if state.group_counts(p) in settled[p] and not _unhappy(state, p)
         }
         dirty -= skip
+    else:
+        # no master solution within the budget: improve the floor (greedy spill-over) instead
+        state.load(floor)
     passes = _improve(state, dirty, deadline, all_pools=True, skip=skip)
     repaired = _repair(state, began + REPAIR_SHARE_END * (deadline - began))
     if repaired:
         passes += _improve(state, set(range(len(problem.pools))), deadline, all_pools=False)
-    counts = list(state.counts)
-    if guidance is None:
-        # no master solution at all within the budget: also try cheapest-first spill-over
-        # plus one improvement pass, and keep the better plan
-        other = State(problem)
-        for o, x in enumerate(spillover_counts(problem, single_family=False)):
-            other.add(o, x)
-        _improve(other, set(range(len(problem.pools))), time.perf_counter() + FALLBACK_SECONDS,
-                 all_pools=False)
-        if score(problem, other.counts) < score(problem, counts):
-            counts = list(other.counts)
-    return FastResult(counts, "global", passes, lp_used=guidance is not None)
+    return FastResult(list(state.counts), "global", passes, lp_used=guidance is not None)
 
 
 def _start_from_current(state: State) -> tuple[set[int], set[int]]:
@@ -234,6 +264,8 @@ def _repair(state: State, deadline: float, only: set[int] | None = None) -> set[
     then resilience, then cost), so nothing is ever made worse."""
     pr = state.problem
     changed: set[int] = set()
+    if time.perf_counter() > deadline:
+        return changed
 
     def unhappy(p: int) -> bool:
         t = pool_terms(pr, p, state.counts)
@@ -298,7 +330,7 @@ def _pair_key(state: State, pools: tuple[int, ...]) -> tuple[object, ...]:
     return (shortfalls, round(violation, 9), round(cost, 6))
 
 
-def _round(state: State, guidance: Guidance) -> None:
+def _round(state: State, guidance: Guidance, deadline: float) -> None:
     """Place the master's solution: first every pool it gives one whole pattern (those fit
     together, as they fit in the LP), largest replicas first; then the few fractional pools,
     in priority order, each taking its heaviest pattern that still fits, or else re-solved
@@ -313,6 +345,8 @@ def _round(state: State, guidance: Guidance) -> None:
                                                           strict=True) if x), default=0)
 
     for p in sorted(whole, key=lambda p: (-largest(p), pr.pools[p].key)):
+        if time.perf_counter() > deadline:
+            return  # the rest stays empty: the floor is returned unless this is better
         state.place_groups(p, whole[p])
     rest = sorted(
         (p for p in range(len(pr.pools)) if p not in whole),
@@ -321,6 +355,8 @@ def _round(state: State, guidance: Guidance) -> None:
                        pr.pools[p].key),
     )
     for p in rest:
+        if time.perf_counter() > deadline:
+            return
         patterns = guidance.patterns.get(p, [])
         candidates = [counts for _, counts in patterns]
         # the weighted mix of patterns is itself a cover when it is whole (e.g. half of "2 in

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from inferpool.placement.backends import BackendName, default_backend, make_backend
+from inferpool.placement.backends import BackendName, Outcome, default_backend, make_backend
 from inferpool.placement.linear import INF, LinearModel
 from inferpool.placement.objective import pool_terms
 from inferpool.placement.problem import NodePoolCapacity, Problem
@@ -50,6 +50,8 @@ class MilpModel:
         self.model = LinearModel()
         self.x: list[int] = []
         self.stages: list[_Stage] = []
+        # a pattern set cut at MAX_PATTERNS may miss the packing an optimum needs: not proven
+        self.truncated = False
         self._build()
 
     # --- construction -------------------------------------------------------------------------
@@ -107,7 +109,9 @@ class MilpModel:
         supply: dict[int, list[tuple[int, float]]] = defaultdict(list)
         for free, nodes in sorted(Counter(np_cap.free).items()):
             ys = []
-            for pattern in maximal_patterns(np_cap.sizes, free):
+            patterns = maximal_patterns(np_cap.sizes, free)
+            self.truncated = self.truncated or len(patterns) >= MAX_PATTERNS
+            for pattern in patterns:
                 y = m.var(0.0, float(nodes), integer=True)
                 ys.append((y, 1.0))
                 for size, count in pattern.items():
@@ -208,17 +212,28 @@ class MilpModel:
                     if incumbent is not None else None)
             gap = COST_GAP if stage.name == "cost" else LEXICOGRAPHIC_GAP
             outcome = solver.solve(stage.objective, remaining, gap, warm)
-            if outcome.values is None and warm is not None:
+            proven = _proven(stage.objective, outcome, gap)
+            if warm is not None and not proven and (
+                outcome.values is None or outcome.optimal
+            ) and deadline - time.perf_counter() > 0.01:
                 # HiGHS can report a held stage infeasible from a start that violates the new
-                # hold row by a rounding hair; the stage itself is feasible, so retry cold
-                outcome = solver.solve(stage.objective, deadline - time.perf_counter(), gap, None)
+                # hold row by a rounding hair, and (1.16) "optimal" while handing back the
+                # start's values above its own bound: retry cold, keep the better answer
+                cold = solver.solve(stage.objective, deadline - time.perf_counter(), gap, None)
+                if cold.values is not None and (
+                    outcome.values is None
+                    or _value(stage.objective, cold.values)
+                    <= _value(stage.objective, outcome.values)
+                ):
+                    outcome, proven = cold, _proven(stage.objective, cold, gap)
             if outcome.values is None:
                 optimal = False
                 break
             values = outcome.values
+            previous = incumbent
             incumbent = [round(values[c]) for c in self.x]
             solved.append(stage.name)
-            optimal = optimal and outcome.optimal
+            optimal = optimal and proven
             if stage.name == "cost":
                 bound = outcome.bound
             else:
@@ -226,11 +241,17 @@ class MilpModel:
                 # solver's continuous columns may sit a hair off what those counts imply
                 best = max(sum(coef * values[col] for col, coef in stage.objective.items()),
                            self._stage_value(stage, incumbent))
-                solver.hold(stage.objective, best + 1e-6 + 1e-6 * abs(best))
+                hold = best + 1e-6 + 1e-6 * abs(best)
+                solver.hold(stage.objective, hold)
+                if previous is not None and self._stage_value(stage, previous) <= hold:
+                    # the previous incumbent attains this stage's optimum too: keep it as the
+                    # next start. The solver's answer ignored the later stages, so it is often
+                    # far worse on them, and a later stage cut by the budget would keep that
+                    incumbent = previous
         counts = incumbent if incumbent is not None else [0] * pr.n_options
         return MilpResult(
             counts=counts,
-            optimal=optimal and incumbent is not None,
+            optimal=optimal and incumbent is not None and not self.truncated,
             seconds=time.perf_counter() - began,
             stages=tuple(solved),
             cost_bound=bound,
@@ -259,6 +280,19 @@ class MilpModel:
             stage.zero_in_start = self._stage_value(stage, start) == 0.0
             if not stage.zero_in_start:
                 break
+
+def _value(objective: dict[int, float], values: Sequence[float]) -> float:
+    return sum(coef * values[col] for col, coef in objective.items())
+
+
+def _proven(objective: dict[int, float], outcome: Outcome, gap: float) -> bool:
+    """Optimal within `gap` by the solution actually returned, not only by the status: the
+    objective of the returned values must be within the gap of the proven bound."""
+    if not outcome.optimal or outcome.values is None or outcome.bound is None:
+        return False
+    value = _value(objective, outcome.values)
+    return value - outcome.bound <= gap * max(abs(value), 1.0) + 1e-6
+
 
 def solve_milp(
     problem: Problem,

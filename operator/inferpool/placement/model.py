@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -71,14 +71,41 @@ class Move:
     after: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PoolOutcome:
+    """One pool's result. `reasons` may be given as a function: they are then computed on
+    first use (status shows only the figures and the shortfall cause; building reasons for
+    thousands of pools inside `place()` cost seconds of its time budget)."""
+
     capacity_rps: float
     cost_per_hour: float
     shortfall_rps: float
     shortfall_cause: str | None
     families: tuple[Family, ...]
-    reasons: tuple[str, ...]
+    explain: tuple[str, ...] | Callable[[], tuple[str, ...]] = field(default=(), repr=False)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        if callable(self.explain):
+            object.__setattr__(self, "explain", self.explain())  # once, then kept
+        assert not callable(self.explain)
+        return self.explain
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.capacity_rps, self.cost_per_hour, self.shortfall_rps, self.shortfall_cause,
+                self.families, self.reasons)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PoolOutcome) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((self.capacity_rps, self.cost_per_hour, self.shortfall_rps,
+                     self.shortfall_cause, self.families))
+
+    def __repr__(self) -> str:
+        return (f"PoolOutcome(capacity_rps={self.capacity_rps}, cost_per_hour="
+                f"{self.cost_per_hour}, shortfall_rps={self.shortfall_rps}, shortfall_cause="
+                f"{self.shortfall_cause!r}, families={self.families}, reasons={self.reasons})")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,19 @@ class State:
             self.packs[self.problem.opt_node_pool[o]].add(self.problem.opt_k[o], m)
         return max(m, 0)
 
+    def load(self, counts: Sequence[int]) -> None:
+        """Replace the placement with `counts`, known to fit (another State built it): no
+        room queries, which cost a packing simulation each where sizes do not divide."""
+        for p in range(len(self.problem.pools)):
+            self.clear_pool(p)
+        pr = self.problem
+        for o, m in enumerate(counts):
+            if m > 0:
+                cur = pr.opt_current[o]
+                self.removed -= min(cur, m)
+                self.counts[o] = m
+                self.packs[pr.opt_node_pool[o]].add(pr.opt_k[o], m)
+
     def remove(self, o: int, m: int) -> None:
         m = min(m, self.counts[o])
         if m > 0:
