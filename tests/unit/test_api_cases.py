@@ -334,7 +334,7 @@ _source = st.one_of(
     st.fixed_dictionaries({"fixed": st.floats(0, 1e7, allow_nan=False)}),
     st.fixed_dictionaries({"prometheus": st.fixed_dictionaries(
         {"query": _text},
-        optional={"url": st.from_regex(r"https?://[a-z0-9.]{1,20}(:[0-9]{2,5})?(/[a-z]{0,8})?",
+        optional={"url": st.from_regex(r"https?://[a-z0-9.]{1,20}(:[1-9][0-9]{1,3})?(/[a-z]{0,8})?",
                                        fullmatch=True),
                   "timeoutSeconds": st.integers(1, 300),
                   "auth": st.fixed_dictionaries({"secretRef": st.fixed_dictionaries(
