@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inferpool.controller import planning
 from inferpool.controller.metrics import MetricsServer, OperatorMetrics
-from inferpool.controller.planner import Report
+from inferpool.controller.report import Report
 from inferpool.controller.settings import Settings
 from inferpool.placement import Plan, place
 from inferpool.scaling.recommender import DemandStatus, SourceState

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
     from inferpool.cluster import ClusterSnapshot
-    from inferpool.controller.planner import Report
+    from inferpool.controller.report import Report
     from inferpool.controller.translate import LiveDeployment, ParsedPool
     from inferpool.placement import PlacementKey
     from inferpool.scaling.recommender import DemandStatus

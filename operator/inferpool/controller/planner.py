@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -38,6 +37,7 @@ from inferpool.controller.health import (
     unknown_nodes,
 )
 from inferpool.controller.metrics import OperatorMetrics
+from inferpool.controller.report import Report
 from inferpool.controller.settings import Settings
 from inferpool.controller.translate import (
     LiveDeployment,
@@ -72,16 +72,6 @@ Index = Mapping[str, dict[str, Any]]
 
 def _values(index: Index) -> list[dict[str, Any]]:
     return list(index.values())
-
-
-@dataclass
-class Report:
-    """What one reconcile did, for logs, metrics and tests."""
-
-    phases: dict[str, float] = field(default_factory=dict)
-    writes: int = 0
-    plan: Plan | None = None
-    invalid: int = 0
 
 
 class Planner:
