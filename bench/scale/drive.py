@@ -1,427 +1,61 @@
-"""`make bench-scale`: the operator at scale on the sandbox.
-
-    .venv/bin/python -m bench.scale [--nodes 2000] [--node-pools 32] [--pools 500]
-                                    [--soak-minutes 30]
-
-Generates `--node-pools` simulated node pools of the three families (H100, A100 and L4 GPUs; TPU
-v6e and v5e slices; Trainium, Trainium2 and Inferentia2) with the vendors' real labels and taints,
-`--nodes` nodes in all, and `--pools` InferencePools of 1-3 variants with fixed demand sized to
-use ~65% of the accelerators. All InferencePools exist before the operator starts. Measures:
-
-- time from operator start to every InferencePool placed (status.readyReplicas ==
-  desiredReplicas at the current generation), with the operator's resident memory over time;
-- failover at that scale: single nodes hosting replicas fail one after another; from the node's
-  NotReady to its InferencePools' replicas Ready elsewhere, p50/p99;
-- the operator's API writes (its `reconciled` log lines and `inferpool_api_writes_total`) and
-  Events, as requests/s, next to the usual client-side QPS limits;
-- the planner's reconcile phases (`phases_ms`) p50/p99;
-- a soak: one demand bump every `--soak-interval` seconds; each must show in the status within
-  `--stall-seconds` (else a watch has stalled), and the memory trend over the soak (MB/min).
-
-Prints one JSON summary on stdout; progress goes to stderr.
-"""
+"""What `make bench-scale` does to the cluster: creates the InferencePools, starts the operator,
+waits for full placement, fails nodes one after another, bumps demand through a soak, and
+gathers the figures into one summary."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import math
-import signal
-import statistics
-import string
-import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from bench.common import Cluster, operator, sandbox, say
-from inferpool.sandbox import control, state
+from bench.scale.generate import (
+    GROUP,
+    KINDS,
+    NAMESPACES,
+    PLURAL,
+    TARGET_UTILIZATION,
+    USE_SHARE,
+    VERSION,
+    NodePool,
+    inference_pools,
+    node_pools,
+    pools_description,
+)
+from bench.scale.probes import (
+    CLIENT_LIMITS,
+    RssSampler,
+    api_client,
+    api_rates,
+    cpu_seconds,
+    is_ready,
+    kwok_stage_errors,
+    last_event,
+    operator_events,
+    parse_time,
+    percentiles,
+    phase_summary,
+    placed,
+    proc_status,
+    raw,
+    reconciles,
+    scrape,
+    slope_per_minute,
+)
+from inferpool.sandbox import control
 from inferpool.sandbox.operator_process import OperatorProcess
 
-GROUP, VERSION, PLURAL = "inferpool.dev", "v1alpha1", "inferencepools"
 POOL_LABEL = "inferpool.dev/pool"
-NAMESPACES = 10
-USE_SHARE = 0.65  # of each accelerator type's slots that demand asks for
-TARGET_UTILIZATION = 0.8  # spec.demand.targetUtilization of every pool
-ALTERNATE_PRICE = 1.5  # alternates cost this much more per req/s than a pool's first variant
-# Client-side rate limits of the usual Kubernetes clients, for comparison (the Python client
-# and kopf have none): client-go's rest.Config defaults and controller-runtime's.
-LEASE_REQUESTS_PER_SECOND = 2 / 2.5  # GET + PUT of the leader Lease every lease-seconds / 4
-CLIENT_LIMITS = {"client_go_default": {"qps": 5, "burst": 10},
-                 "controller_runtime_default": {"qps": 20, "burst": 30}}
-
-
-# --- the cluster -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One kind of accelerator node, and the variant that runs on it."""
-
-    family: str
-    accelerators: int  # per node
-    cpu: str
-    memory: str
-    cloud: str  # "gke" or "eks": which pool and capacity-type labels the nodes carry
-    labels: dict[str, str]
-    accelerator: dict[str, Any]  # the variant's spec.variants[].accelerator
-    capacity: float  # req/s one replica serves
-    size: str  # "large" (70B-class, whole nodes) or "small" (8B-class, a few devices)
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def per_replica(self) -> int:
-        return int(self.accelerator["count"])
-
-
-def _gpu(product: str, gke: str, machine: str, count: int, memory: str) -> dict[str, str]:
-    return {"cloud.google.com/gke-accelerator": gke, "node.kubernetes.io/instance-type": machine,
-            "nvidia.com/gpu.product": product, "nvidia.com/gpu.count": str(count),
-            "nvidia.com/gpu.memory": memory}
-
-
-def _tpu(accelerator: str, topology: str, machine: str) -> dict[str, str]:
-    return {"cloud.google.com/gke-tpu-accelerator": accelerator,
-            "cloud.google.com/gke-tpu-topology": topology,
-            "node.kubernetes.io/instance-type": machine}
-
-
-def _neuron(machine: str, name: str) -> dict[str, str]:
-    return {"node.kubernetes.io/instance-type": machine,
-            "karpenter.k8s.aws/instance-accelerator-name": name}
-
-
-H100 = "NVIDIA-H100-80GB-HBM3"
-A100 = "NVIDIA-A100-SXM4-80GB"
-L4 = "NVIDIA-L4"
-# Sizes never mix on one kind of node (8B-class replicas would fragment 8-GPU nodes under the
-# scheduler's spreading and leave 70B-class replicas Pending: a real effect, not this bench's).
-KINDS: dict[str, Kind] = {
-    "h100": Kind("nvidia", 8, "208", "1872Gi", "gke",
-                 _gpu(H100, "nvidia-h100-80gb", "a3-highgpu-8g", 8, "81559"),
-                 {"family": "nvidia", "product": H100, "count": 8}, 40.0, "large"),
-    "a100": Kind("nvidia", 8, "96", "1360Gi", "gke",
-                 _gpu(A100, "nvidia-a100-80gb", "a2-ultragpu-8g", 8, "81920"),
-                 {"family": "nvidia", "product": A100, "count": 8}, 22.0, "large"),
-    "l4": Kind("nvidia", 4, "48", "192Gi", "gke",
-               _gpu(L4, "nvidia-l4", "g2-standard-48", 4, "23034"),
-               {"family": "nvidia", "product": L4, "count": 1}, 5.0, "small"),
-    "v6e": Kind("tpu", 8, "180", "1440Gi", "gke",
-                _tpu("tpu-v6e-slice", "2x4", "ct6e-standard-8t"),
-                {"family": "tpu", "type": "tpu-v6e-slice", "topology": "2x4", "count": 8},
-                35.0, "large"),
-    "v5e": Kind("tpu", 8, "224", "192Gi", "gke",
-                _tpu("tpu-v5-lite-podslice", "2x4", "ct5lp-hightpu-8t"),
-                {"family": "tpu", "type": "tpu-v5-lite-podslice", "topology": "2x4",
-                 "count": 8}, 16.0, "large"),
-    "v5e-2x2": Kind("tpu", 4, "112", "192Gi", "gke",
-                    _tpu("tpu-v5-lite-podslice", "2x2", "ct5lp-hightpu-4t"),
-                    {"family": "tpu", "type": "tpu-v5-lite-podslice", "topology": "2x2",
-                     "count": 4}, 12.0, "small"),
-    "trn1": Kind("neuron", 16, "128", "512Gi", "eks", _neuron("trn1.32xlarge", "trainium"),
-                 {"family": "neuron", "product": "trainium", "count": 16}, 24.0, "large",
-                 {"aws.amazon.com/neuroncore": "32"}),
-    "trn2": Kind("neuron", 16, "192", "2048Gi", "eks", _neuron("trn2.48xlarge", "trainium2"),
-                 {"family": "neuron", "product": "trainium2", "count": 16}, 45.0, "large",
-                 {"aws.amazon.com/neuroncore": "128"}),
-    "inf2": Kind("neuron", 12, "192", "768Gi", "eks", _neuron("inf2.48xlarge", "inferentia2"),
-                 {"family": "neuron", "product": "inferentia2", "count": 2}, 6.0, "small",
-                 {"aws.amazon.com/neuroncore": "24"}),
-}
-# Node pools are handed out in this order (32 pools: 16 nvidia, 8 tpu, 8 neuron).
-CYCLE = ("h100", "l4", "v6e", "trn2", "a100", "inf2", "v5e", "h100",
-         "l4", "v6e", "trn1", "v5e-2x2", "a100", "inf2", "h100", "l4")
-
-
-@dataclass(frozen=True)
-class NodePool:
-    name: str
-    kind: str
-    nodes: int
-    spot: bool
-
-    @property
-    def slots(self) -> int:
-        k = KINDS[self.kind]
-        return self.nodes * (k.accelerators // k.per_replica)
-
-
-def node_pools(nodes: int, count: int) -> list[NodePool]:
-    """`count` pools named `<kind>-a`, `<kind>-b`, ...; every third pool of a kind is spot."""
-    seen: Counter[str] = Counter()
-    out = []
-    for i in range(count):
-        kind = CYCLE[i % len(CYCLE)]
-        n = seen[kind]
-        seen[kind] += 1
-        suffix = string.ascii_lowercase[n % 26] * (1 + n // 26)
-        out.append(NodePool(f"{kind}-{suffix}", kind, nodes // count + (i < nodes % count),
-                            spot=n % 3 == 2))
-    return out
-
-
-def pools_description(pools: Sequence[NodePool]) -> dict[str, Any]:
-    out = []
-    for p in pools:
-        k = KINDS[p.kind]
-        labels = dict(k.labels)
-        if k.cloud == "gke":
-            labels["cloud.google.com/gke-nodepool"] = p.name
-            if p.spot:
-                labels["cloud.google.com/gke-spot"] = "true"
-        else:
-            labels["eks.amazonaws.com/nodegroup"] = p.name
-            labels["eks.amazonaws.com/capacityType"] = "SPOT" if p.spot else "ON_DEMAND"
-            labels["karpenter.sh/capacity-type"] = "spot" if p.spot else "on-demand"
-        desc: dict[str, Any] = {"name": p.name, "family": k.family, "nodes": p.nodes,
-                                "accelerators": k.accelerators, "cpu": k.cpu,
-                                "memory": k.memory, "labels": labels}
-        if k.extra:
-            desc["extraResources"] = dict(k.extra)
-        out.append(desc)
-    return {"pools": out}
-
-
-# --- the InferencePools ------------------------------------------------------------------------
-
-
-def _variant(kind: str, cost_factor: float) -> dict[str, Any]:
-    k = KINDS[kind]
-    return {"name": kind, "accelerator": dict(k.accelerator), "capacity": k.capacity,
-            "costPerHour": round(k.capacity * cost_factor, 2),
-            "template": {"spec": {"containers": [
-                {"name": "server", "image": f"registry.local/serve-{kind}:1"}]}}}
-
-
-def inference_pools(pools: Sequence[NodePool], count: int) -> list[dict[str, Any]]:
-    """Even pools serve a 70B-class model, odd ones an 8B-class one. The first variant is the
-    cheapest per req/s and its replicas are sized so that, over all pools, each kind of node is
-    ~USE_SHARE used; 0-2 alternates (other families first) take spill-over and, for a quarter of
-    the pools, a resilience share."""
-    present = {p.kind for p in pools}
-    classes = {size: [k for k in KINDS if KINDS[k].size == size and k in present]
-               for size in ("large", "small")}
-    slots: Counter[str] = Counter()
-    for p in pools:
-        slots[p.kind] += p.slots
-    picks: list[tuple[str, list[str]]] = []  # (namespace/name, variant kinds)
-    for i in range(count):
-        size = "large" if (i % 2 == 0 and classes["large"]) or not classes["small"] else "small"
-        order = classes[size]
-        j = (i // 2) % len(order)
-        primary = order[j]
-        rest = order[j + 1:] + order[:j]
-        rest.sort(key=lambda k: KINDS[k].family == KINDS[primary].family)  # stable
-        picks.append((f"scale-{i % NAMESPACES:02d}/model-{i:03d}",
-                      [primary, *rest[:i % 3]]))
-    weights = [1 + (i % 4) / 3 for i in range(count)]  # 1 .. 2: pools of uneven size
-    weight_of: dict[str, float] = defaultdict(float)
-    for (_, kinds), w in zip(picks, weights, strict=True):
-        weight_of[kinds[0]] += w
-    out = []
-    for i, ((key, kinds), w) in enumerate(zip(picks, weights, strict=True)):
-        namespace, name = key.split("/")
-        first = KINDS[kinds[0]]
-        replicas = max(1, round(USE_SHARE * slots[kinds[0]] * w / weight_of[kinds[0]]))
-        families = {KINDS[k].family for k in kinds}
-        spec: dict[str, Any] = {
-            "model": f"bench/{first.size}-{i}",
-            "replicas": {"min": 1, "max": max(4, 3 * replicas)},
-            # just under `replicas` replicas' worth, so rounding never asks for one more
-            "demand": {"fixed": round(replicas * first.capacity * TARGET_UTILIZATION * 0.97, 2),
-                       "targetUtilization": TARGET_UTILIZATION},
-            "variants": [_variant(k, 1.0 if n == 0 else ALTERNATE_PRICE)
-                         for n, k in enumerate(kinds)],
-        }
-        if i % 4 == 0 and len(families) > 1 and replicas >= 3:
-            spec["resilience"] = {"maxFamilyShare": 0.7}
-        out.append({"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferencePool",
-                    "metadata": {"name": name, "namespace": namespace}, "spec": spec})
-    return out
-
-
-# --- observing ---------------------------------------------------------------------------------
-
-
-def api_client(kubeconfig: Path) -> client.ApiClient:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    cfg.connection_pool_maxsize = 16  # read when the client is made
-    return client.ApiClient(cfg)
-
-
-def raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """A call's JSON as plain dicts (the client's model objects are slow at this size)."""
-    return json.loads(call(*args, _preload_content=False, **kwargs).data)
-
-
-def is_ready(obj: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (obj.get("status") or {}).get("conditions") or [])
-
-
-def placed(pool: dict[str, Any]) -> bool:
-    st = pool.get("status") or {}
-    return (st.get("observedGeneration") == pool["metadata"]["generation"]
-            and (st.get("desiredReplicas") or 0) > 0
-            and st.get("readyReplicas") == st.get("desiredReplicas"))
-
-
-def percentiles(values: Iterable[float], digits: int = 2) -> dict[str, Any]:
-    """p50/p99 (nearest rank), max and count."""
-    xs = sorted(values)
-    if not xs:
-        return {"samples": 0}
-    rank = max(0, math.ceil(0.99 * len(xs)) - 1)
-    return {"p50": round(statistics.median(xs), digits), "p99": round(xs[rank], digits),
-            "max": round(xs[-1], digits), "samples": len(xs)}
-
-
-def slope_per_minute(samples: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares slope of (wall seconds, value) in value per minute."""
-    if len(samples) < 3:
-        return None
-    ts, vs = [t for t, _ in samples], [v for _, v in samples]
-    mt, mv = statistics.fmean(ts), statistics.fmean(vs)
-    var = sum((t - mt) ** 2 for t in ts)
-    if var == 0:
-        return None
-    return 60 * sum((t - mt) * (v - mv) for t, v in zip(ts, vs, strict=True)) / var
-
-
-def proc_status(pid: int, key: str) -> float | None:
-    """A `/proc/<pid>/status` figure in MB (VmRSS, VmHWM)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, USER_HZ ticks
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class RssSampler(threading.Thread):
-    """Samples the operator's VmRSS every `interval` seconds, in the background."""
-
-    def __init__(self, pid: int, interval: float = 2.0) -> None:
-        super().__init__(name="rss", daemon=True)
-        self.pid, self.interval = pid, interval
-        self.samples: list[tuple[float, float]] = []
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            if (mb := proc_status(self.pid, "VmRSS")) is not None:
-                self.samples.append((time.time(), mb))
-            if self._done.wait(self.interval):
-                return
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join(timeout=5)
-
-    def between(self, start: float, end: float) -> list[tuple[float, float]]:
-        return [(t, v) for t, v in self.samples if start <= t <= end]
-
-
-def _parse_time(value: str) -> float:
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def _timestamp(line: dict[str, Any]) -> float:
-    return _parse_time(str(line.get("timestamp", "")))
-
-
-def reconciles(op: OperatorProcess, start: float, end: float) -> list[dict[str, Any]]:
-    """The operator's `reconciled` log lines within [start, end] (wall clock), with `t`."""
-    out = []
-    for line in op.log_lines():
-        if line.get("event") == "reconciled" and start <= (t := _timestamp(line)) <= end:
-            out.append({**line, "t": t})
-    return out
-
-
-def phase_summary(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    phases = [line["phases_ms"] for line in lines if line.get("phases_ms")]
-    if not phases:
-        return {}
-    names = list(phases[0])
-    out = {name: percentiles((p.get(name, 0.0) for p in phases), 1) for name in names}
-    out["total"] = percentiles((sum(p.values()) for p in phases), 1)
-    return out
-
-
-def write_rates(lines: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    """Writes per second over a window, and the burst rate inside the busiest reconcile
-    (its writes over its apply + status phases, where the writes happen)."""
-    writes = [int(line.get("writes", 0)) for line in lines]
-    bursts = [int(line.get("writes", 0)) * 1000 /
-              max(1.0, line["phases_ms"].get("apply", 0) + line["phases_ms"].get("status", 0))
-              for line in lines if line.get("writes") and line.get("phases_ms")]
-    return {"seconds": round(seconds, 1), "reconciles": len(lines), "writes": sum(writes),
-            "writes_per_second": round(sum(writes) / seconds, 2) if seconds > 0 else None,
-            "max_writes_in_one_reconcile": max(writes, default=0),
-            "peak_writes_per_second_in_a_reconcile": round(max(bursts, default=0.0), 1)}
-
-
-def api_rates(lines: Sequence[dict[str, Any]], seconds: float, events: int) -> dict[str, Any]:
-    """`write_rates` plus the Events posted and every request the operator makes, counting
-    the leader Lease (its five watch streams are long-lived and not counted)."""
-    out = write_rates(lines, seconds)
-    out["operator_events_posted"] = events
-    out["all_requests_per_second"] = round(
-        (out["writes"] + events) / seconds + LEASE_REQUESTS_PER_SECOND, 2) if seconds else None
-    return out
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The operator's own counters from /metrics (unlabelled series and result="success")."""
-    wanted = ("inferpool_api_writes_total", "inferpool_pods_replaced_total",
-              "inferpool_reconcile_total{result=\"success\"}",
-              "inferpool_reconcile_total{result=\"error\"}",
-              "inferpool_reconcile_duration_seconds_sum",
-              "inferpool_reconcile_duration_seconds_count")
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-    except OSError as exc:
-        say(f"metrics scrape failed: {exc}")
-        return {}
-    out = {}
-    for line in text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name in wanted:
-            out[name] = float(value)
-    return out
-
-
-def operator_events(core: client.CoreV1Api) -> int:
-    """Events the operator posted (they are not in its `writes` count)."""
-    return len(raw(core.list_event_for_all_namespaces,
-                   field_selector="reportingComponent=inferpool-operator")["items"])
 
 
 @dataclass
@@ -461,7 +95,7 @@ class Bench:
 
     def last_ready(self, since: float) -> float | None:
         """Seconds from `since` to the latest Ready transition of our pods (1 s resolution)."""
-        times = [_parse_time(c["lastTransitionTime"]) for p in self.our_pods()
+        times = [parse_time(c["lastTransitionTime"]) for p in self.our_pods()
                  for c in (p.get("status") or {}).get("conditions") or []
                  if c.get("type") == "Ready" and c.get("status") == "True"]
         return round(max(times) - since, 1) if times else None
@@ -770,7 +404,8 @@ def measure(args: argparse.Namespace, bench: Bench, op: OperatorProcess, rss: Rs
         else None,
         "first_reconcile_done_seconds": round(first["t"] - started, 1) if first else None,
         "first_reconcile_writes": first.get("writes") if first else None,
-        "last_deployment_applied_seconds": _last(op, "applied deployment", started, t_placed),
+        "last_deployment_applied_seconds": last_event(op, "applied deployment", started,
+                                                      t_placed),
         "last_replica_ready_seconds": bench.last_ready(started),
         "operator_cpu_seconds": cpu_seconds(pid),
         **bench.placement_figures(),
@@ -844,26 +479,6 @@ def measure(args: argparse.Namespace, bench: Bench, op: OperatorProcess, rss: Rs
     summary["sandbox_kwok_stage_errors"] = kwok_stage_errors(bench.cluster.name)
 
 
-def _last(op: OperatorProcess, event: str, start: float, end: float) -> float | None:
-    times = [t for line in op.log_lines() if line.get("event") == event
-             and start <= (t := _timestamp(line)) <= end]
-    return round(max(times) - start, 1) if times else None
-
-
-def kwok_stage_errors(name: str) -> dict[str, int]:
-    """kwok's failed stage applications, by stage (a pod whose Ready stage failed waits for a
-    retry), from the sandbox's kwok log."""
-    errors: Counter[str] = Counter()
-    try:
-        with (state.sandbox_dir(name) / "logs" / "kwok.log").open(errors="replace") as log:
-            for line in log:
-                if "failed to apply stage" in line:
-                    errors[json.loads(line).get("stage", "?")] += 1
-    except (OSError, ValueError):
-        pass
-    return dict(errors)
-
-
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -871,35 +486,3 @@ def _round(value: float | None, digits: int) -> float | None:
 def _delta(before: dict[str, float], after: dict[str, float], key: str) -> float | None:
     return after[key] - before.get(key, 0.0) if key in after else None
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=2000)
-    parser.add_argument("--node-pools", type=int, default=32)
-    parser.add_argument("--pools", type=int, default=500, help="InferencePools")
-    parser.add_argument("--failures", type=int, default=20, help="single-node failures")
-    parser.add_argument("--failure-spacing", type=float, default=15.0,
-                        help="seconds between two node failures")
-    parser.add_argument("--soak-minutes", type=float, default=30.0, help="0 skips the soak")
-    parser.add_argument("--soak-interval", type=float, default=30.0)
-    parser.add_argument("--stall-seconds", type=float, default=10.0,
-                        help="a soak change not in the status within this long is a stall")
-    parser.add_argument("--tick-seconds", type=float, default=15.0)
-    parser.add_argument("--name", default="scale", help="sandbox name")
-    parser.add_argument("--keep", action="store_true", help="leave the sandbox running")
-    parser.add_argument("--out", type=Path, help="keep the operator log and pools file here")
-    args = parser.parse_args()
-    # stop cleanly (operator stopped, sandbox down) on SIGTERM, and on SIGINT even when started
-    # in the background by a shell that ignores it
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or Path(tmp)
-        out.mkdir(parents=True, exist_ok=True)
-        summary = run(args, out)
-    print(json.dumps(summary, indent=2))
-
-
-if __name__ == "__main__":
-    main()
