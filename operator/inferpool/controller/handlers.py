@@ -38,8 +38,8 @@ GetObject = Callable[[str, str], dict[str, Any] | None]  # (resource, key) -> bo
 RESOURCES: dict[str, tuple[tuple[str, ...], View]] = {
     "nodes": (("v1", "nodes"), views.node_view),
     "pods": (("v1", "pods"), views.pod_view),
-    "accelerator_pools": ((lbl.GROUP, lbl.VERSION, "acceleratorpools"), views.identity),
-    "inference_pools": ((lbl.GROUP, lbl.VERSION, "inferencepools"), views.identity),
+    "accelerator_pools": ((lbl.GROUP, lbl.VERSION, "acceleratorpools"), views.custom_resource_view),
+    "inference_pools": ((lbl.GROUP, lbl.VERSION, "inferencepools"), views.custom_resource_view),
     "deployments": (("apps", "v1", "deployments"), views.deployment_view),
 }
 assert tuple(RESOURCES) == INDEX_NAMES

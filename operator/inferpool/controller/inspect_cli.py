@@ -146,8 +146,10 @@ def capture(kubeconfig: str | None) -> dict[str, Any]:
         "capturedAt": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "nodes": [views.node_view(n) for n in listed(core.list_node)],
         "pods": pods,
-        "accelerator_pools": [views.identity(a) for a in custom_objects("acceleratorpools")],
-        "inference_pools": [views.identity(i) for i in custom_objects("inferencepools")],
+        "accelerator_pools": [views.custom_resource_view(a)
+                              for a in custom_objects("acceleratorpools")],
+        "inference_pools": [views.custom_resource_view(i)
+                            for i in custom_objects("inferencepools")],
         "deployments": [views.deployment_view(d) for d in listed(
             apps.list_deployment_for_all_namespaces) if deployments.is_owned(d)],
     }

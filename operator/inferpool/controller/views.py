@@ -22,7 +22,9 @@ def key(body: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace') or ''}/{meta.get('name')}"
 
 
-def identity(body: Mapping[str, Any]) -> dict[str, Any]:
+def custom_resource_view(body: Mapping[str, Any]) -> dict[str, Any]:
+    """InferencePools and AcceleratorPools, kept whole (apiVersion, kind, metadata, spec,
+    status): they are parsed and validated from all of it, and there are few of them."""
     return {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec", "status") if k in body}
 
 

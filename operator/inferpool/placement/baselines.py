@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from inferpool.cluster.snapshot import ClusterSnapshot
-from inferpool.placement.explain import build_plan
+from inferpool.placement.explain import plan_from_counts
 from inferpool.placement.model import PlacementOptions, Plan, PoolDemand
 from inferpool.placement.objective import EPS
 from inferpool.placement.problem import Problem, compile_problem
@@ -48,7 +48,7 @@ def _run(
     began = time.perf_counter()
     problem = compile_problem(snapshot, demands, None, options)
     counts = spillover_counts(problem, single_family)
-    return build_plan(problem, counts, name, time.perf_counter() - began, optimal=False)
+    return plan_from_counts(problem, counts, name, time.perf_counter() - began, optimal=False)
 
 
 def spillover_counts(problem: Problem, single_family: bool) -> list[int]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from inferpool.cluster.snapshot import ClusterSnapshot
-from inferpool.placement.explain import build_plan
+from inferpool.placement.explain import plan_from_counts
 from inferpool.placement.fast import solve_fast
 from inferpool.placement.milp import solve_milp
 from inferpool.placement.model import PlacementKey, PlacementOptions, Plan, PoolDemand
@@ -48,7 +48,7 @@ def place(
 
     if solver == "fast":
         fast = solve_fast(problem, deadline, full=options.full_reoptimize)
-        return build_plan(problem, fast.counts, f"fast/{fast.mode}",
+        return plan_from_counts(problem, fast.counts, f"fast/{fast.mode}",
                           time.perf_counter() - began, optimal=False)
 
     fast_deadline = began + FAST_SHARE_BEFORE_MILP * max(options.time_budget_s, 0.0)
@@ -63,7 +63,7 @@ def place(
         # preference alone: a better coverage or resilience level would disprove the proof
         counts, name = fast.counts, "milp+fast"
         optimal = optimal and fast_score[:-2] == exact_score[:-2]
-    return build_plan(problem, counts, name, time.perf_counter() - began, optimal=optimal)
+    return plan_from_counts(problem, counts, name, time.perf_counter() - began, optimal=optimal)
 
 
 def choose_solver(problem: Problem, options: PlacementOptions) -> str:

@@ -15,9 +15,11 @@ from inferpool.placement.problem import Group, PoolInfo, Problem
 MAX_REASONS = 8
 
 
-def build_plan(
+def plan_from_counts(
     problem: Problem, counts: Sequence[int], solver: str, seconds: float, optimal: bool
 ) -> Plan:
+    """The Plan a solver's replica count per option makes: replicas per placement, each
+    InferencePool's outcome with its reasons, and the moves from the current placement."""
     counts = list(counts)  # the lazy reasons keep a copy, not the caller's list
     nonzero = [o for o, x in enumerate(counts) if x > 0]
     replicas = dict(sorted((problem.key(o), counts[o]) for o in nonzero))

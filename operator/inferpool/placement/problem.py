@@ -60,7 +60,11 @@ class PoolInfo:
 
 @dataclass(slots=True)
 class Problem:
-    """Options are (pool, variant, node pool) triples, stored as parallel lists for speed."""
+    """Options are (pool, variant, node pool) triples, stored as parallel lists for speed:
+    entry o of each `opt_*` list is about option o. `opt_pool` and `opt_node_pool` index `pools`
+    and `node_pools`; `opt_k` is accelerators per replica, `opt_rps` req/s one replica serves,
+    `opt_cost` one replica's cost per hour, `opt_family` its index in FAMILIES (FAMILY_INDEX),
+    `opt_current` its replicas now."""
 
     snapshot: ClusterSnapshot
     options_in: PlacementOptions
