@@ -67,11 +67,10 @@ class DockerEngine:
                               env=self.env, capture_output=True, check=False, timeout=30)
         return done.returncode == 0
 
-    def docker(self, *args: str, check: bool = True, timeout: float | None = None,
-               stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    def docker(self, *args: str, check: bool = True, timeout: float | None = None
+               ) -> subprocess.CompletedProcess[str]:
         """Run the docker CLI against this engine; on failure, its stderr is the error."""
-        done = subprocess.run(["docker", *args], env=self.env, capture_output=True,
-                              input=stdin.decode() if stdin is not None else None, text=True,
+        done = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True,
                               check=False, timeout=timeout)
         if check and done.returncode != 0:
             raise SandboxError(f"docker {' '.join(args[:3])} ... failed:\n{done.stderr.strip()}")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -287,8 +287,3 @@ def _kubectl(kubectl: Path, state: SandboxState, args: list[str], stdin: str | N
         raise SandboxError(f"kubectl {' '.join(args[:2])} failed: {done.stderr.strip()}")
     return done.stdout
 
-
-def node_claims(state: SandboxState) -> Iterator[dict[str, Any]]:
-    kubectl = binaries.ensure(lambda _m: None)["kubectl"]
-    out = _kubectl(kubectl, state, ["get", "nodeclaims.karpenter.sh", "-o", "json"])
-    yield from json.loads(out)["items"]
