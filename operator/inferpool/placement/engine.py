@@ -31,7 +31,8 @@ AUTO_MILP_MAX_OPTIONS = 250
 # share of the budget the fast path may use before the MILP starts (MILP solver only); the
 # better of the two plans is returned
 FAST_SHARE_BEFORE_MILP = 0.5
-PLAN_SHARE = 0.93  # of the budget for solving; the rest builds the Plan
+# Of the budget for solving; the rest builds the Plan (0.93 overran by 12-17 % in a full CI run).
+PLAN_SHARE = 0.85
 
 
 def place(
