@@ -1,14 +1,19 @@
 """A real Karpenter (its KWOK provider) in the sandbox: elastic pools start at zero nodes, grow
 when pods ask for them, and an unavailable offering launches nothing until it is back.
 
-The sandbox here is this module's own (`--autoscaler karpenter`, the built-in elastic pools);
-plain Deployments stand in for what the operator will write, so these tests check the
-autoscaler the operator is to work with, not the operator."""
+The sandbox here is this module's own (`--autoscaler karpenter`, the built-in elastic pools).
+The first tests check the autoscaler itself with plain Deployments; the last ones run the
+operator on it with the AcceleratorPools of examples/elastic/: the README's example becomes
+Ready on nodes Karpenter launches, and a stockout Karpenter reports spills at once, comes back
+after the offering does, and the node it leaves is consolidated away."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ import pytest
 
 from inferpool.sandbox import binaries, control, karpenter
 from inferpool.sandbox.state import SandboxState
+from tests.operator_process import OperatorProcess, running_operator
 from tests.support import Sandbox, wait_for
 
 pytestmark = pytest.mark.sandbox
@@ -114,3 +120,149 @@ def test_an_unavailable_offering_launches_nothing_until_it_is_back(
     wait_for(lambda: len(ready_pods(sandbox, "on-h100")) == 1, timeout=240, interval=2,
              what="the replica Ready once the offering is back")
     assert len(pool_nodes(sandbox, "h100")) == 1
+
+
+# -- the operator on elastic pools ---------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+TICK_SECONDS = 5
+RETRY_SECONDS = 30
+
+
+@pytest.fixture(scope="module")
+def operator(elastic: tuple[Sandbox, SandboxState], tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[OperatorProcess]:
+    sandbox, _ = elastic
+    ops = running_operator(sandbox, tmp_path_factory.mktemp("elastic"), "elastic",
+                           f"--tick-seconds={TICK_SECONDS}",
+                           f"--retry-backoff-seconds={RETRY_SECONDS}")
+    op = next(ops)
+    sandbox.kubectl("apply", "-f", str(REPO / "examples" / "elastic" / "accelerator-pools.yaml"))
+    yield op
+    next(ops, None)  # stops it
+
+
+@pytest.fixture
+def workload_ns(elastic: tuple[Sandbox, SandboxState]) -> Iterator[str]:
+    sandbox, _ = elastic
+    name = f"elastic-{uuid.uuid4().hex[:5]}"
+    sandbox.kubectl("create", "namespace", name)
+    yield name
+    sandbox.kubectl("delete", "ipool", "--all", "-n", name, "--wait=true", check=False)
+    sandbox.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def ready_condition(sandbox: Sandbox, ns: str, name: str) -> dict[str, Any]:
+    body = sandbox.get_json("ipool", name, "-n", ns)
+    return next((c for c in body.get("status", {}).get("conditions", [])
+                 if c["type"] == "Ready"), {})
+
+
+def our_events(sandbox: Sandbox, ns: str, reason: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = sandbox.get_json(
+        "events", "-n", ns, f"--field-selector=reason={reason}")["items"]
+    return items
+
+
+def stamp(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@pytest.mark.timeout(600)
+def test_the_readme_example_becomes_ready_on_nodes_karpenter_launches(
+        elastic: tuple[Sandbox, SandboxState], operator: OperatorProcess,
+        workload_ns: str) -> None:
+    sandbox, _ = elastic
+    sandbox.kubectl("apply", "-n", workload_ns, "-f", str(REPO / "examples" / "llama-8b.yaml"))
+    reasons: set[str] = set()
+
+    def serving() -> bool:
+        cond = ready_condition(sandbox, workload_ns, "llama-8b")
+        reasons.add(str(cond.get("reason")))
+        return cond.get("status") == "True"
+    wait_for(serving, timeout=300, interval=1, what="llama-8b Ready")
+    assert "Provisioning" in reasons  # it said what it waited for
+    placed = {p["spec"]["nodeName"] for p in sandbox.get_json("pods", "-n", workload_ns)["items"]}
+    launched = {n["metadata"]["name"]: n["metadata"]["labels"]["karpenter.sh/nodepool"]
+                for n in sandbox.get_json("nodes")["items"]
+                if "karpenter.sh/nodepool" in n["metadata"]["labels"]}
+    assert placed <= set(launched)  # every replica runs on a node Karpenter launched for it
+    assert {launched[n] for n in placed} == {"l4", "inf2"}  # maxFamilyShare 0.75: two families
+    # nodes that were still starting were never reported as a lost node pool
+    assert our_events(sandbox, workload_ns, "NodePoolLost") == []
+
+
+SPILL = {
+    "apiVersion": "inferpool.dev/v1alpha1", "kind": "InferencePool",
+    "metadata": {"name": "spill"},
+    "spec": {
+        "model": "m", "replicas": {"min": 1, "max": 4},
+        "demand": {"fixed": 30, "targetUtilization": 1.0,
+                   "scaleDown": {"stabilizationSeconds": 0}},
+        "variants": [  # v6e: 2 x 8 chips x $2.70 = $43.2/h; h100: 8 x $11.03 = $88.2/h
+            {"name": "v6e", "capacity": 20, "accelerator": {
+                "family": "tpu", "type": "tpu-v6e-slice", "topology": "2x4", "count": 8},
+             "template": {"spec": {"containers": [{"name": "s", "image": "stand-in"}]}}},
+            {"name": "h100", "capacity": 40, "accelerator": {
+                "family": "nvidia", "product": "NVIDIA-H100-80GB-HBM3", "count": 8},
+             "template": {"spec": {"containers": [{"name": "s", "image": "stand-in"}]}}},
+        ],
+    },
+}
+
+
+def deployments_of(sandbox: Sandbox, ns: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d
+            for d in sandbox.get_json("deployments", "-n", ns)["items"]}
+
+
+@pytest.mark.timeout(900)
+def test_a_stockout_karpenter_reports_spills_at_once_and_the_pool_comes_back(
+        elastic: tuple[Sandbox, SandboxState], operator: OperatorProcess,
+        workload_ns: str) -> None:
+    sandbox, state = elastic
+    karpenter.set_available(state, "v6e", False, log=lambda _m: None)
+    try:
+        sandbox.kubectl("apply", "-n", workload_ns, "-f", "-", input=json.dumps(SPILL))
+
+        # The cheapest plan is 2 v6e replicas; Karpenter cannot launch a v6e node and says so.
+        def refusal() -> dict[str, Any] | None:
+            said = [e for e in our_events(sandbox, workload_ns, "FailedScheduling")
+                    if e["source"].get("component") == "karpenter"
+                    and e["involvedObject"]["name"].startswith("spill-v6e-v6e")]
+            return min(said, key=lambda e: e["lastTimestamp"]) if said else None
+        said = wait_for(refusal, timeout=120, interval=1, what="Karpenter's FailedScheduling")
+        h100 = wait_for(lambda: deployments_of(sandbox, workload_ns).get("spill-h100-h100"),
+                        timeout=60, interval=0.5, what="the spill onto h100")
+        spill_seconds = (stamp(h100["metadata"]["creationTimestamp"])
+                         - stamp(said["lastTimestamp"])).total_seconds()
+        print(f"spilled {spill_seconds:.0f} s after Karpenter's report")
+        assert spill_seconds <= TICK_SECONDS + 3  # within one tick (timestamps are whole s)
+        body = sandbox.get_json("ipool", "spill", "-n", workload_ns)
+        degraded = next(c for c in body["status"]["conditions"] if c["type"] == "Degraded")
+        assert degraded["reason"] == "Failover", degraded
+        assert "node pool v6e is stocked out (the autoscaler cannot launch a node" in \
+            degraded["message"], degraded
+        assert "Karpenter: Failed to schedule pod" in degraded["message"], degraded
+        wait_for(lambda: ready_condition(sandbox, workload_ns, "spill").get("status") == "True",
+                 timeout=180, interval=1, what="serving from h100")
+    finally:
+        karpenter.set_available(state, "v6e", True, log=lambda _m: None)
+
+    # Retried after the backoff, the cheaper family serves again; h100 goes only once it does.
+    h100_nodes = {p["spec"]["nodeName"] for p in sandbox.get_json(
+        "pods", "-n", workload_ns, "-l", "inferpool.dev/variant=h100")["items"]}
+    deadline = time.monotonic() + 300
+    while True:
+        got = {name: (d["spec"]["replicas"], d.get("status", {}).get("readyReplicas", 0))
+               for name, d in deployments_of(sandbox, workload_ns).items()}
+        assert sum(ready for _, ready in got.values()) >= 1, got  # never below min
+        if got == {"spill-v6e-v6e": (2, 2)}:
+            break
+        assert time.monotonic() < deadline, f"not back on v6e: {got}"
+        time.sleep(1)
+    # Karpenter consolidates the node the h100 replica left (consolidateAfter: 30s)
+    wait_for(lambda: not h100_nodes & {n["metadata"]["name"]
+                                       for n in sandbox.get_json("nodes")["items"]},
+             timeout=240, interval=2, what="the empty h100 node consolidated away")
+    assert ready_condition(sandbox, workload_ns, "spill").get("status") == "True"

@@ -23,7 +23,7 @@ QUERY = f'sum(rate(vllm:request_success_total{{model_name="{MODEL}"}}[5s]))'
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[Exporter]:
     with Exporter() as exp:
-        exp.set_rate(20.0, model_name=MODEL)
+        exp.set_rate(15.0, model_name=MODEL)  # between capacity steps, like the tests' rates
         yield exp
 
 

@@ -75,10 +75,15 @@ def condition(sandbox: Sandbox, namespace: str, name: str, type_: str) -> dict[s
 
 def settle(sandbox: Sandbox, namespace: str, expected: dict[str, int], timeout: float = 60
            ) -> None:
-    """Wait until the Deployments are exactly `expected` and all their replicas Ready."""
-    wait_for(lambda: replicas(sandbox, namespace) == expected
-             and ready(sandbox, namespace) == expected, timeout=timeout,
-             what=f"deployments {expected}")
+    """Wait until the Deployments are exactly `expected` and all their replicas Ready; on a
+    timeout the error shows the last replicas and ready counts seen."""
+    def observed() -> dict[str, dict[str, int]] | None:
+        seen = {"replicas": replicas(sandbox, namespace), "ready": ready(sandbox, namespace)}
+        if seen["replicas"] == expected and seen["ready"] == expected:
+            return None
+        raise AssertionError(seen)  # wait_for keeps it as the last thing seen
+
+    wait_for(lambda: observed() is None, timeout=timeout, what=f"deployments {expected}")
 
 
 @pytest.fixture(scope="module")

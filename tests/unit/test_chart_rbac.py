@@ -169,7 +169,7 @@ def test_access_list_is_well_formed() -> None:
             assert "create" not in a.verbs, "create cannot be limited by resourceNames"
         assert set(a.unaudited) <= set(a.verbs), a
     assert set(CONDITIONS) == {"prometheus.authSecrets", "operator.replacePodsOnFailedNodes",
-                               "metrics.auth.enabled"}
+                               "operator.readAutoscalerEvents", "metrics.auth.enabled"}
     for key in CONDITIONS:
         assert access.grants() < access.grants(enabled=[key])
 
@@ -183,6 +183,11 @@ def test_switches_default_to_the_operators_defaults() -> None:
         docs, variables["INFERPOOL_LEASE_NAME"])
     off = render({"operator.replacePodsOnFailedNodes": "false"})
     assert env(off)["INFERPOOL_REPLACE_PODS_ON_FAILED_NODES"] == "false"
+    assert variables["INFERPOOL_READ_AUTOSCALER_EVENTS"] == "true"
+    assert ("", "events", "list", "cluster", False) in _granted(
+        docs, variables["INFERPOOL_LEASE_NAME"])
+    off = render({"operator.readAutoscalerEvents": "false"})
+    assert env(off)["INFERPOOL_READ_AUTOSCALER_EVENTS"] == "false"
 
 
 def test_namespaced_mode_keeps_only_cluster_scoped_resources_cluster_wide() -> None:

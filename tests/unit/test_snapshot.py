@@ -351,3 +351,12 @@ def test_topology_chips() -> None:
     assert topology_chips("2x4") == 8
     assert topology_chips("2x2x1") == 4
     assert topology_chips("bad") is None
+
+
+def test_an_accelerator_pool_that_selects_no_node_is_an_empty_pool() -> None:
+    """A selector with a typo (or a pool drained to zero) once failed every reconcile."""
+    ap = {"metadata": {"name": "typo"}, "spec": {"family": "tpu", "nodeSelector": {"a": "b"},
+                                                 "pricePerAcceleratorHour": 1.0}}
+    snapshot = build_snapshot([], [], [ap])
+    assert [p.name for p in snapshot.pools] == ["typo"]
+    assert snapshot.nodes_of("typo") == () == snapshot.room_of("typo")

@@ -26,6 +26,31 @@ _LabelValue = Annotated[StrictStr, Field(max_length=63,
                                          pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
 
 
+class ElasticSpec(ApiModel):
+    """Room that does not exist yet: nodes an autoscaler (a Karpenter NodePool, a GKE or EKS
+    autoscaled node group) launches when a pod asks for one. The operator plans on it like on
+    free accelerators and tells a node being provisioned from one that cannot be had."""
+
+    accelerators_per_node: Annotated[StrictInt, Field(ge=1, le=64)]
+    """Accelerators on each node the autoscaler launches (the node shape), e.g. 8 on a
+    p5.48xlarge."""
+    max_nodes: Annotated[StrictInt, Field(ge=0, le=10_000)]
+    """Most nodes the pool may grow to, counting those that exist (a Karpenter NodePool's
+    spec.limits divided by acceleratorsPerNode; a node group's maximum size)."""
+    provisioning_timeout_seconds: Annotated[StrictInt, Field(ge=10, le=3_600)] = 600
+    """A replica that waits longer than this for its node counts as a stockout even when the
+    autoscaler says nothing: its capacity spills to other pools, and the pool is retried after
+    a backoff. Set it above the pool's usual node start-up time."""
+    product: Annotated[StrictStr, Field(max_length=63)] | None = None
+    """Accelerator product the nodes will carry (nvidia.com/gpu.product,
+    cloud.google.com/gke-tpu-accelerator, ...): needed while no node exists for variants that
+    ask for a product."""
+    topology: Annotated[StrictStr, Field(max_length=63)] | None = None
+    """TPU slice topology of the nodes (cloud.google.com/gke-tpu-topology), e.g. 2x4."""
+    instance_type: Annotated[StrictStr, Field(max_length=63)] | None = None
+    """node.kubernetes.io/instance-type of the nodes, for variants that ask for a type."""
+
+
 class AcceleratorPoolSpec(ApiModel):
     """A node pool of one accelerator type. Without AcceleratorPools the operator discovers
     pools from node labels and prices them from a built-in list-price table."""
@@ -45,6 +70,9 @@ class AcceleratorPoolSpec(ApiModel):
     """spot (can be reclaimed at any time), on-demand or reserved (already paid for)."""
     max_accelerators: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
     """Most accelerators the operator may use in this pool (0 drains it); unlimited if unset."""
+    elastic: ElasticSpec | None = None
+    """Set for a pool an autoscaler grows: the operator may place replicas on nodes that do not
+    exist yet, up to maxNodes (docs/failover.md, "Elastic pools")."""
 
     @field_validator("node_selector")
     @classmethod

@@ -30,6 +30,7 @@ from inferpool.cluster.snapshot import (
     FAMILIES,
     CapacityType,
     ClusterSnapshot,
+    Elastic,
     Family,
     Node,
     NodePool,
@@ -96,6 +97,7 @@ def build_snapshot(
         pool = _explicit_pool(ap, members.get(_name(ap), []), table)
         if pool is not None:
             pools[pool.name] = pool
+            members.setdefault(pool.name, [])  # a pool with no node yet is named too
         else:
             members.pop(_name(ap), None)
     for pool, group in _discovered_pools(unclaimed, table, taken=set(pools)):
@@ -283,8 +285,12 @@ def _explicit_pool(
     )
     if family is None:
         return None
-    product = _as_str(spec.get("product")) or _common(n.product for n in nodes)
-    topology = _as_str(spec.get("topology")) or _common(n.topology for n in nodes)
+    elastic_spec = _map(spec.get("elastic"))
+    elastic = _elastic(elastic_spec)
+    product = (_as_str(spec.get("product")) or _common(n.product for n in nodes)
+               or _as_str(elastic_spec.get("product")))
+    topology = (_as_str(spec.get("topology")) or _common(n.topology for n in nodes)
+                or _as_str(elastic_spec.get("topology")))
     capacity_raw = str(spec.get("capacityType", "on-demand")).lower()
     capacity_type = _CAPACITY_TYPES.get(capacity_raw, "on-demand")
     price = _number(spec.get("pricePerAcceleratorHour"))
@@ -296,7 +302,9 @@ def _explicit_pool(
         price, known = looked_up.per_accelerator_hour, looked_up.known
     max_acc = _number(spec.get("maxAccelerators"))
     resources = {n.resource for n in nodes if n.family == family}
-    common = _common_labels(nodes)
+    # An elastic pool's nodeSelector is its pin: labels learnt from the nodes it has now would
+    # change every Deployment's nodeSelector (a rollout) when its first node comes or goes.
+    common = _common_labels(nodes) if elastic is None else {}
     return NodePool(
         name=_name(ap),
         family=family,
@@ -308,10 +316,19 @@ def _explicit_pool(
         resource=resources.pop() if len(resources) == 1 else lbl.RESOURCES[family],
         max_accelerators=int(max_acc) if max_acc is not None and max_acc >= 0 else None,
         price_known=known,
-        instance_type=common.get(lbl.INSTANCE_TYPE),
+        instance_type=common.get(lbl.INSTANCE_TYPE) or _as_str(elastic_spec.get("instanceType")),
         labels=common,
         accelerator_pool=_name(ap),
+        elastic=elastic,
     )
+
+
+def _elastic(spec: Mapping[str, Any]) -> Elastic | None:
+    per_node, max_nodes = _number(spec.get("acceleratorsPerNode")), _number(spec.get("maxNodes"))
+    if per_node is None or per_node < 1 or max_nodes is None or max_nodes < 0:
+        return None  # not elastic (the schema refuses a half-given block)
+    timeout = _number(spec.get("provisioningTimeoutSeconds"))
+    return Elastic(int(per_node), int(max_nodes), timeout if timeout and timeout > 0 else 600.0)
 
 
 def _discovered_pools(

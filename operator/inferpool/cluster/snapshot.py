@@ -18,6 +18,16 @@ FAMILIES: tuple[Family, ...] = ("nvidia", "tpu", "neuron")
 
 
 @dataclass(frozen=True, slots=True)
+class Elastic:
+    """A node pool an autoscaler grows: nodes of one shape, up to a count (AcceleratorPool
+    `spec.elastic`)."""
+
+    accelerators_per_node: int
+    max_nodes: int
+    provisioning_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class NodePool:
     """Nodes that share one accelerator type, one price and one pinning selector."""
 
@@ -39,6 +49,7 @@ class NodePool:
     # the AcceleratorPool that declares it; its name is usually the pool's, but a pool keeps
     # the name its replicas run under when an AcceleratorPool adopts its nodes
     accelerator_pool: str | None = None
+    elastic: Elastic | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,8 @@ class Node:
     used_by_others: int = 0
     ready: bool = True
     schedulable: bool = True
+    # a node the pool's autoscaler would launch for a pod that asks (ClusterSnapshot.room_of)
+    planned: bool = False
 
     @property
     def free(self) -> int:
@@ -95,6 +108,17 @@ class ClusterSnapshot:
 
     def nodes_of(self, pool: str) -> tuple[Node, ...]:
         return self._nodes_by_pool.get(pool, ())
+
+    def room_of(self, pool: str) -> tuple[Node, ...]:
+        """The nodes replicas may be placed on: those that exist and, in an elastic pool, the
+        ones its autoscaler may still launch (named `<pool>/planned-<i>`: no node can be)."""
+        nodes = self.nodes_of(pool)
+        elastic = self._pools_by_name[pool].elastic
+        if elastic is None:
+            return nodes
+        extra = max(0, elastic.max_nodes - len(nodes))
+        return nodes + tuple(Node(f"{pool}/planned-{i}", pool, elastic.accelerators_per_node,
+                                  planned=True) for i in range(extra))
 
     def free_accelerators(self, pool: str) -> int:
         return sum(n.free for n in self.nodes_of(pool))

@@ -48,6 +48,9 @@ class NodeRoom:
     pool: str
     free: dict[str, int]  # resource -> free amount; a resource absent here is not checked
     taints: tuple[Mapping[str, Any], ...]
+    # a node an elastic pool's autoscaler would launch: only its accelerators are known (the
+    # autoscaler picks a shape that fits the pod's CPU and memory, and taints it as the pool)
+    planned: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,12 @@ class SchedulerView:
             self._index()
         for pool in node_pools:
             if pool not in self._rooms:
+                members = self.snapshot.room_of(pool)
+                resource = self.snapshot.pool(pool).resource
                 self._rooms[pool] = node_rooms(self.nodes, self.on_node,
-                                               self.snapshot.nodes_of(pool))
+                                               [n for n in members if not n.planned]) + [
+                    NodeRoom(n.name, n.pool, {resource: n.allocatable}, (), planned=True)
+                    for n in members if n.planned]
         return {p: r for p in node_pools if (r := self._rooms[p])}
 
     def in_use(self, node_pool: str) -> int:
@@ -203,7 +210,7 @@ def _fits(room: NodeRoom, shape: PodShape) -> bool:
     if not all(tolerates(shape.tolerations, taint) for taint in room.taints):
         return False
     return all(room.free.get(r, 0) >= amount for r, amount in shape.requests.items()
-               if r in room.free or r in ACCELERATOR_RESOURCES)
+               if r in room.free or (r in ACCELERATOR_RESOURCES and not room.planned))
 
 
 def check(planned: Mapping[PlacementKey, int], bound: Mapping[PlacementKey, int],
@@ -217,7 +224,7 @@ def check(planned: Mapping[PlacementKey, int], bound: Mapping[PlacementKey, int]
     new = sorted(((k, n - bound.get(k, 0)) for k, n in planned.items()
                   if n > bound.get(k, 0) and k[2] in rooms and k in shapes),
                  key=lambda item: (-shapes[item[0]].accelerators, item[0]))
-    work = {pool: [NodeRoom(r.name, r.pool, dict(r.free), r.taints) for r in rs]
+    work = {pool: [NodeRoom(r.name, r.pool, dict(r.free), r.taints, r.planned) for r in rs]
             for pool, rs in rooms.items()}
     for key, n in new:
         shape = shapes[key]

@@ -7,6 +7,9 @@
   cap is lifted again after a backoff to retry.
 - Pods that crash, cannot pull their image, or stay unready too long mean the variant is broken:
   it gets no replicas for a backoff, then is retried.
+- In an elastic pool a Pending pod waits for a node: it is provisioning until the autoscaler
+  says it cannot launch one (controller/autoscaler.py), which is a stockout at once, or until
+  the pool's provisioning timeout runs out, which is one too.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from inferpool.cluster import ClusterSnapshot
 from inferpool.cluster.quantity import pod_request
+from inferpool.controller.autoscaler import Signal
 from inferpool.k8s import labels as lbl
 
 BROKEN_REASONS = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull",
@@ -50,6 +54,15 @@ def _condition(pod: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
 def ours(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [p for p in pods if lbl.POOL in (p["metadata"].get("labels") or {})
             and not p["metadata"].get("deletionTimestamp")]
+
+
+def waits_for_node(pod: Mapping[str, Any], elastic: Collection[str]) -> bool:
+    """A pod of ours the scheduler finds no node for, in one of the `elastic` node pools."""
+    labels = pod["metadata"].get("labels") or {}
+    scheduled = _condition(pod, "PodScheduled")
+    return (lbl.POOL in labels and labels.get(lbl.NODE_POOL) in elastic
+            and not pod["metadata"].get("deletionTimestamp")
+            and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable")
 
 
 def node_is_healthy(node: Mapping[str, Any] | None) -> bool:
@@ -132,16 +145,37 @@ def serving_node_pools(pods: Iterable[Mapping[str, Any]],
                 for c in p["status"].get("conditions") or []))
 
 
+def starting_nodes(snapshot: ClusterSnapshot, nodes: Mapping[str, Mapping[str, Any]],
+                   wall: dt.datetime) -> frozenset[str]:
+    """Nodes of elastic pools that do not take pods yet (not Ready, or still tainted as
+    initializing) but are younger than the pool's provisioning timeout: just launched, not
+    failed."""
+    out = set()
+    for n in snapshot.nodes:
+        elastic = snapshot.pool(n.pool).elastic
+        view = nodes.get(n.name)
+        if elastic is None or view is None or (n.ready and n.schedulable):
+            continue
+        if _age(view, wall) < elastic.provisioning_timeout_s:
+            out.add(n.name)
+    return frozenset(out)
+
+
 def dead_node_pools(snapshot: ClusterSnapshot, live_names: Iterable[str],
-                    serving: frozenset[str]) -> frozenset[str]:
+                    serving: frozenset[str], starting: frozenset[str] = frozenset()
+                    ) -> frozenset[str]:
     """Node pools whose replicas serve nothing, so they never hold old ones back: no pod of
     ours Ready on a healthy node there (`serving_node_pools`), and either no node of it is Ready
     and schedulable or its name left the snapshot. A name that vanished (a node pool split by a
-    new kind of node, or adopted by an AcceleratorPool) is no proof of failure by itself."""
+    new kind of node, or adopted by an AcceleratorPool) is no proof of failure by itself, nor
+    is an elastic pool without nodes or with only `starting` ones (its nodes come when pods ask
+    for them)."""
     names = {p.name for p in snapshot.pools}
     dead = {n for n in live_names if n not in names}
     dead |= {p.name for p in snapshot.pools
-             if not any(n.ready and n.schedulable for n in snapshot.nodes_of(p.name))}
+             if not any(n.ready and n.schedulable for n in snapshot.nodes_of(p.name))
+             and (p.elastic is None
+                  or any(n.name not in starting for n in snapshot.nodes_of(p.name)))}
     return frozenset(dead - serving)
 
 
@@ -156,6 +190,16 @@ def frozen_node_pools(snapshot: ClusterSnapshot, pods: Iterable[Mapping[str, Any
                if p["spec"].get("nodeName") in unknown and p["metadata"]["labels"].get(
                    lbl.NODE_POOL)}
     return frozenset(frozen)
+
+
+# Event and pod timestamps are whole seconds from the API server
+_CLOCK_SKEW = dt.timedelta(seconds=2)
+
+
+def _waiting_message(node_pool: str, said: list[Signal | None]) -> str:
+    heard = [s for s in said if s is not None]
+    latest = f" ({max(heard, key=lambda s: s.at).says})" if heard else ""
+    return f"{len(said)} replica(s) wait for nodes of elastic pool {node_pool}{latest}"
 
 
 @dataclass
@@ -195,18 +239,28 @@ class HealthTracker:
     # when each node pool was last found stocked out: only pods created after that and
     # scheduled prove the pool works again (older pods were placed before the stockout)
     stockout_since: dict[str, dt.datetime] = field(default_factory=dict)
+    # elastic node pool -> what its replicas waiting for nodes are told, as of the last observe
+    provisioning: dict[str, str] = field(default_factory=dict)
 
     def observe(self, pods: Iterable[Mapping[str, Any]], ready_timeouts: Mapping[str, float],
                 now: float, wall: dt.datetime,
                 nodes: Mapping[str, Mapping[str, Any]] | None = None,
-                expected_to_bind: Collection[tuple[str, str, str]] = frozenset()) -> None:
+                expected_to_bind: Collection[tuple[str, str, str]] = frozenset(),
+                elastic: Mapping[str, float] | None = None,
+                autoscaler: Mapping[str, Signal] | None = None) -> None:
         """Update verdicts from our pods. `ready_timeouts`: pool key -> readyTimeoutSeconds;
         `nodes` (name -> view) lets pods on failed nodes be judged as the node's fault;
         `expected_to_bind`: placements whose new pods the last plan checked would bind
         (controller/binding.py): one of them unschedulable means the scheduler sees less room
-        than the engine, and its node pool is capped at once, not after the stockout bound."""
+        than the engine, and its node pool is capped at once, not after the stockout bound.
+        `elastic`: elastic node pool -> provisioning timeout (s); `autoscaler`: "namespace/name"
+        of a pod -> the autoscaler's latest word on it."""
+        elastic, autoscaler = elastic or {}, autoscaler or {}
         pending: dict[str, int] = {}
         mismatched: dict[str, int] = {}
+        refused: dict[str, list[Signal]] = {}
+        overdue: dict[str, int] = {}
+        waiting: dict[str, list[Signal | None]] = {}
         scheduled_ok: set[str] = set()
         failing: dict[tuple[str, str], list[str]] = {}
         healthy_variants: set[tuple[str, str]] = set()
@@ -218,7 +272,18 @@ class HealthTracker:
             age = _age(pod, wall)
             scheduled = _condition(pod, "PodScheduled")
             if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-                if (pool_key, variant[1], node_pool) in expected_to_bind:
+                if node_pool in elastic:
+                    said = autoscaler.get(f"{pod['metadata']['namespace']}/"
+                                          f"{pod['metadata']['name']}")
+                    if said is not None and said.at < _created(pod) - _CLOCK_SKEW:
+                        said = None  # about an earlier pod of the same name
+                    if said is not None and not said.provisioning:
+                        refused.setdefault(node_pool, []).append(said)
+                    elif age >= elastic[node_pool]:
+                        overdue[node_pool] = overdue.get(node_pool, 0) + 1
+                    else:
+                        waiting.setdefault(node_pool, []).append(said)
+                elif (pool_key, variant[1], node_pool) in expected_to_bind:
                     mismatched[node_pool] = mismatched.get(node_pool, 0) + 1
                 elif age >= self.stockout_seconds:
                     pending[node_pool] = pending.get(node_pool, 0) + 1
@@ -242,6 +307,12 @@ class HealthTracker:
                    for p, n in pending.items()}
         verdicts.update({p: f"{n} replica(s) unschedulable where the plan had room for them"
                         for p, n in mismatched.items()})
+        verdicts.update({p: f"{n} replica(s) waited over {elastic[p]:.0f} s for a node the "
+                         "autoscaler did not bring" for p, n in overdue.items()})
+        verdicts.update({p: f"the autoscaler cannot launch a node for {len(said)} replica(s); "
+                         f"{max(said, key=lambda s: s.at).says}" for p, said in refused.items()})
+        self.provisioning = {p: _waiting_message(p, said) for p, said in waiting.items()
+                             if p not in verdicts}
         for node_pool, reason in sorted(verdicts.items()):
             if not self.stockouts.active(node_pool, now):
                 self.stockout_why[node_pool] = reason

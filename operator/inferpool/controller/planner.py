@@ -21,10 +21,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from inferpool.cluster import ClusterSnapshot
+from inferpool.controller import autoscaler, naming, planning
 from inferpool.controller import demand as dm
 from inferpool.controller import failures as fl
-from inferpool.controller import naming, planning
 from inferpool.controller import status as st
+from inferpool.controller.autoscaler import Signal
 from inferpool.controller.health import (
     Backoff,
     HealthTracker,
@@ -34,7 +35,9 @@ from inferpool.controller.health import (
     pod_accelerators,
     pods_on_failed_nodes,
     serving_node_pools,
+    starting_nodes,
     unknown_nodes,
+    waits_for_node,
 )
 from inferpool.controller.metrics import OperatorMetrics
 from inferpool.controller.report import Report
@@ -55,6 +58,7 @@ from inferpool.k8s import deployments as dep
 from inferpool.k8s import events, secrets
 from inferpool.k8s import labels as lbl
 from inferpool.k8s import services as svc
+from inferpool.k8s.pod_events import list_pod_events
 from inferpool.placement import PlacementKey, Plan
 from inferpool.scaling.clock import SystemClock
 from inferpool.scaling.sources import Reading
@@ -66,6 +70,7 @@ INDEX_NAMES = ("nodes", "pods", "accelerator_pools", "inference_pools", "deploym
 WRITE_CONCURRENCY = 8  # API writes in flight at once (the client's connection pool holds 32)
 # A plan that deletes or scales down acts only on caches checked against a listing this recently.
 SYNC_MAX_AGE_SECONDS = 10.0
+EVENT_READ_TIMEOUT_SECONDS = 10.0  # all lists of autoscaler Events of one reconcile
 # A cache maps "namespace/name" to the slim view of that object (handlers.Caches).
 Index = Mapping[str, dict[str, Any]]
 
@@ -141,6 +146,7 @@ class Planner:
         # Karpenter's Cluster.Synced(): are the caches true to a recent listing? (resync.py)
         self.synced: Callable[[float], Awaitable[bool]] | None = None
         self._problems: frozenset[str] = frozenset()  # bad quantities already logged
+        self._events_unreadable = False  # the last read of autoscaler Events failed
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -223,9 +229,12 @@ class Planner:
         # 3. engine
         t0 = time.perf_counter()
         now = time.monotonic()
+        elastic = {p.name: p.elastic.provisioning_timeout_s for p in snapshot.pools
+                   if p.elastic is not None}
         self.health.observe(pods, {p.key: float(p.model.spec.rollout.ready_timeout_seconds)
                                    for p in pools}, now, now_wall, nodes,
-                            self.expected_to_bind)
+                            self.expected_to_bind, elastic,
+                            await self._autoscaler_signals(pods, elastic))
         stocked_out = self.health.stocked_out(now)
         broken = self.health.broken_variants(now)
         self.refusals.observe(((k, d.body) for k, d in live.items() if k[0] in by_key), now)
@@ -244,8 +253,8 @@ class Planner:
         unknown = unknown_nodes(nodes, self.settings.unhealthy_zone_threshold)
         self._warn_disruption(nodes, unknown)
         frozen = frozen_node_pools(snapshot, pods, unknown)
-        dead = dead_node_pools(snapshot, {k[2] for k in live},
-                               serving_node_pools(pods, nodes)) - frozen
+        dead = dead_node_pools(snapshot, {k[2] for k in live}, serving_node_pools(pods, nodes),
+                               starting_nodes(snapshot, nodes, now_wall)) - frozen
         # Replicas that serve nothing never hold old ones back (make-before-break).
         no_hold = dead | frozenset(stocked_out)
         started = time_moves(self.moves, plan.replicas, live, now)
@@ -281,6 +290,29 @@ class Planner:
         self.last_report = report
         self.reconciles += 1
         return report
+
+    async def _autoscaler_signals(self, pods: Iterable[Mapping[str, Any]],
+                                  elastic: Mapping[str, float]) -> dict[str, Signal]:
+        """What autoscalers said about our pods that wait for a node in an elastic pool, read
+        only while there are some (controller/autoscaler.py). A failed read is logged and
+        planned without: the provisioning timeout still ends the wait."""
+        if not (elastic and self.settings.read_autoscaler_events and any(
+                waits_for_node(p, elastic) for p in pods)):
+            return {}
+        try:
+            listed = await asyncio.wait_for(asyncio.to_thread(
+                list_pod_events, self.core, autoscaler.REASONS, self.settings.namespaces),
+                timeout=EVENT_READ_TIMEOUT_SECONDS)
+        except Exception as exc:  # ApiException, timeouts, connection errors
+            if not self._events_unreadable:  # once per failure, not every tick
+                log.warning("could not read the autoscaler's Events on pods waiting for "
+                            "nodes; their node pools count as stocked out only after the "
+                            "provisioning timeout", error=f"{type(exc).__name__}: "
+                            f"{getattr(exc, 'status', None) or exc}")
+            self._events_unreadable = True
+            return {}
+        self._events_unreadable = False
+        return autoscaler.signals(listed)
 
     def _report_problems(self, problems: Iterable[str]) -> None:
         """Log each bad resource value once while it lasts (it is counted as nothing)."""
@@ -580,10 +612,13 @@ class Planner:
         targets_of, live_of = by_pool(targets), by_pool(live)
         for pool in pools:
             problems = degraded.get(pool.key, [])
+            waiting = [self.health.provisioning[node_pool] for node_pool in
+                       sorted({k[2] for k in live_of.get(pool.key, {})})
+                       if node_pool in self.health.provisioning]
             new = st.pool_status(pool, plan.outcomes.get(pool.key), demands[pool.key],
                                  targets_of.get(pool.key, {}), live_of.get(pool.key, {}),
                                  snapshot, holding.get(pool.key),
-                                 problems, now)
+                                 problems, now, waiting)
             for reason, message in problems:
                 self._event(pool.body, "Warning", reason, message)
             for message in self.dry_run_warnings.pop(pool.key, []):
@@ -648,6 +683,9 @@ class Planner:
         old = {c["type"]: c for c in (pool.body.get("status") or {}).get("conditions") or []}
         for cond in new["conditions"]:
             before = old.get(cond["type"])
+            if cond["type"] == "Ready" and cond["reason"] == "Provisioning" and (
+                    before is None or before.get("reason") != "Provisioning"):
+                self._event(pool.body, "Normal", "Provisioning", cond["message"])
             if before is not None and before.get("status") == cond["status"]:
                 continue
             if cond["type"] in ("CapacityShortfall", st.DEMAND_UNKNOWN) and \

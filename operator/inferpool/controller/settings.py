@@ -55,6 +55,7 @@ class Settings(BaseModel):
     secret_read_timeout_seconds: float = Field(5.0, gt=0)  # a token's Secret, before a query
     toleration_seconds: int = Field(30, ge=0)
     replace_pods_on_failed_nodes: bool = True
+    read_autoscaler_events: bool = True  # list Events on pods waiting in elastic pools
     # unhealthy share of a zone's nodes from which our pods there are neither replaced nor removed
     unhealthy_zone_threshold: float = Field(0.55, gt=0, le=1)
     stockout_seconds: float = Field(30.0, gt=0)  # Pending this long: node pool stocked out
@@ -144,6 +145,9 @@ HELP: dict[str, str | None] = {
     "toleration_seconds": "tolerationSeconds for not-ready/unreachable taints on our pods",
     "replace_pods_on_failed_nodes": "delete our pods on NotReady/unreachable nodes so they are "
                                     "replaced at once",
+    "read_autoscaler_events": "read the Events an autoscaler (Karpenter, the cluster "
+                              "autoscaler) posts on our pods waiting for nodes in elastic pools, "
+                              "so a failed scale-up spills at once (needs list on events)",
     "unhealthy_zone_threshold": "share of a zone's nodes unhealthy at once (and more than 2) "
                                 "from which our pods there are neither replaced nor scaled down, "
                                 "as the node lifecycle controller stops evicting",

@@ -62,10 +62,13 @@ def pool_status(
     holding: str | None,
     degraded: Sequence[tuple[str, str]],
     now: dt.datetime,
+    provisioning: Sequence[str] = (),
 ) -> dict[str, Any]:
     """`degraded`: (reason, message) of every failure affecting the pool (planner); a refusal
     (controller/failures.py) names the Degraded condition, and the Ready one while the pool
-    does not serve, so `kubectl get ipool` says why in the API server's words."""
+    does not serve, so `kubectl get ipool` says why in the API server's words. `provisioning`:
+    what its replicas waiting for an elastic pool's new nodes are told (controller/health.py),
+    the Ready condition's reason while it does not serve yet."""
     spec = pool.model.spec
     gen = pool.generation
     capacity_of = {v.name: v.capacity for v in spec.variants}
@@ -104,6 +107,8 @@ def pool_status(
                      f"of {needed:.1f} req/s required")
     if not serving and refusals:
         ready_reason, ready_message = refusals[0][0], f"{ready_message}; {refusals[0][1]}"
+    elif not serving and provisioning:
+        ready_reason, ready_message = "Provisioning", "; ".join((ready_message, *provisioning))
     else:
         ready_reason = "Serving" if serving else "ReplicasNotReady"
     conditions = [

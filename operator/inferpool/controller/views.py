@@ -32,6 +32,7 @@ def node_view(body: Mapping[str, Any]) -> dict[str, Any]:
     meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {})
     return {
         "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
+                     "creationTimestamp": meta.get("creationTimestamp"),
                      "deletionTimestamp": meta.get("deletionTimestamp")},
         "spec": {"unschedulable": bool(spec.get("unschedulable")),
                  "taints": [{"key": t.get("key"), "value": t.get("value"),

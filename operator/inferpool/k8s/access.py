@@ -86,6 +86,10 @@ ACCESS: tuple[Access, ...] = (
     Access("", "events", ("create",), "cluster",
            "events: placement decisions and failovers, on the InferencePools they concern "
            "(repeats are deduplicated in the operator, never patched)"),
+    Access("", "events", ("list",), "cluster",
+           "events: what Karpenter or the cluster autoscaler say about our pods waiting for "
+           "nodes in elastic pools (provisioning, or a failed scale-up that spills at once)",
+           when="operator.readAutoscalerEvents"),
     Access("", "secrets", ("get",), "cluster",
            "secrets: bearer tokens for Prometheus demand queries; the operator only uses "
            "Secrets labelled inferpool.dev/usage=prometheus-auth",

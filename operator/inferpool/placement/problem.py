@@ -183,7 +183,7 @@ def compile_problem(
 ) -> Problem:
     node_pools = _node_pools(snapshot, options)
     max_alloc = [
-        max((n.allocatable for n in snapshot.nodes_of(npc.pool.name)), default=0)
+        max((n.allocatable for n in snapshot.room_of(npc.pool.name)), default=0)
         for npc in node_pools
     ]
     key = (
@@ -349,7 +349,7 @@ def capacity_classes(node_pools: Sequence[NodePoolCapacity]) -> list[int]:
 def _node_pools(snapshot: ClusterSnapshot, options: PlacementOptions) -> list[NodePoolCapacity]:
     result = []
     for i, pool in enumerate(snapshot.pools):
-        free = tuple(sorted((n.free for n in snapshot.nodes_of(pool.name) if n.free > 0),
+        free = tuple(sorted((n.free for n in snapshot.room_of(pool.name) if n.free > 0),
                             reverse=True))
         limits = [x for x in (pool.max_accelerators,
                               options.pool_accelerator_limits.get(pool.name)) if x is not None]
