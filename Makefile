@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
 .PHONY: help venv lock test-latest lint test test-unit sandbox-bin sandbox-up sandbox-down crds demo image karpenter-bin \
-        bench-engine bench-scaling bench-failover bench-operator bench-scale simulate clean
+        bench-engine bench-scaling bench-failover bench-elastic bench-operator bench-scale simulate clean
 
 help:
 	@echo "make demo        sandbox up, operator running, sample pools placed, load spike and pool failure"
@@ -94,6 +94,10 @@ bench-scaling: venv
 
 bench-failover: sandbox-bin
 	$(BIN)/python -m bench.failover
+
+# scale from zero and a stockout on a sandbox with Karpenter, beside plain Deployments
+bench-elastic: sandbox-bin karpenter-bin
+	$(BIN)/python -m bench.elastic
 
 bench-operator: sandbox-bin
 	$(BIN)/python -m bench.operator

@@ -50,9 +50,10 @@ class Cluster:
 
 
 @contextmanager
-def sandbox(name: str, pools: Path | None = None, keep: bool = False) -> Iterator[Cluster]:
+def sandbox(name: str, pools: Path | None = None, keep: bool = False,
+            autoscaler: str | None = None) -> Iterator[Cluster]:
     bins = binaries.ensure(say)
-    state = control.up(name, pools, log=say)
+    state = control.up(name, pools, log=say, autoscaler=autoscaler)
     try:
         cluster = Cluster(name, Path(state.kubeconfig), bins["kubectl"])
         install_crds(cluster.kubectl_path, cluster.kubeconfig)
