@@ -217,3 +217,74 @@ def test_the_simulator_does_not_import_kubernetes_or_kopf() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- elastic pools ----------------------------------------------------------------------------
+
+
+def elastic_pools(**elastic: Any) -> dict[str, Any]:
+    data = scenario_with(events=[])
+    for pool in data["nodePools"]:
+        pool["nodes"] = 0
+        pool["elastic"] = {"maxNodes": 2, "provisioningSeconds": 120,
+                           "consolidateAfterSeconds": 60, **elastic}
+    return data
+
+
+def test_an_elastic_pool_launches_nodes_for_waiting_pods_and_consolidates_empty_ones() -> None:
+    scenario = parse_scenario(elastic_pools())
+    shape = shapes_of(scenario)[("m", "h100")]
+    cluster = SimCluster(scenario, warm_until=-1.0)
+    key = ("sim/m", "h100", "h100")
+    cluster.advance(0)
+    assert cluster.snapshot().nodes_of("h100") == ()
+    assert len(cluster.snapshot().room_of("h100")) == 2  # planned room: maxNodes
+    cluster.set_replicas(key, 3, shape, ("h100",), toleration=300, now=0)
+    cluster.settle(0)
+    assert cluster.nodes_launched == 2  # 3 replicas of 4 GPUs: two 8-GPU nodes
+    said = cluster.autoscaler_signals()
+    assert len(said) == 3
+    assert all(s.provisioning for s in said.values())
+    assert cluster.measure(0).cost_per_hour == pytest.approx(16 * 6.88)  # billed per node
+    cluster.advance(119)
+    assert cluster.ready_count(key, 119) == 0
+    assert cluster.snapshot().nodes_of("h100") == ()  # not registered yet
+    cluster.advance(120)
+    assert len(cluster.snapshot().nodes_of("h100")) == 2
+    cluster.advance(180)
+    assert cluster.ready_count(key, 180) == 3  # bound at 120, Ready after nvidia's 60 s
+    cluster.set_replicas(key, 1, shape, ("h100",), toleration=300, now=200)
+    for now in (200, 259, 261):
+        cluster.advance(now)
+    assert cluster.nodes_removed == 1  # the node left empty, after consolidateAfter
+    assert cluster.measure(261).cost_per_hour == pytest.approx(8 * 6.88)
+
+
+def test_an_elastic_stockout_launches_nothing_and_says_so() -> None:
+    data = elastic_pools()
+    data["events"] = [{"type": "stockout", "pool": "v6e", "from": 0, "to": "1h"}]
+    scenario = parse_scenario(data)
+    cluster = SimCluster(scenario, warm_until=-1.0)
+    key = ("sim/m", "v6e", "v6e")
+    cluster.advance(0)
+    cluster.set_replicas(key, 1, shapes_of(scenario)[("m", "v6e")], ("v6e",), 300, now=0)
+    cluster.settle(0)
+    assert cluster.nodes_launched == 0
+    (said,) = cluster.autoscaler_signals().values()
+    assert not said.provisioning
+    assert said.message == "insufficient capacity for a v6e node"
+
+
+def test_the_operator_spills_an_elastic_stockout_at_once_a_cluster_autoscaler_after_15_min(
+        ) -> None:
+    data = elastic_pools(maxNodes=4)
+    data["models"][0]["resilience"] = {"maxFamilyShare": 1.0}
+    # TPU is the cheaper per req/s (8 x 2.7 / 36 vs 4 x 6.88 / 40); it cannot grow all along
+    data["events"] = [{"type": "stockout", "pool": "v6e", "from": 0, "to": "2h"}]
+    got = figures(data, ("inferpool", "spill"))
+    ours, autoscaler = got["inferpool"], got["spill"]
+    assert ours["stockouts_detected"] >= 1
+    # from zero nodes both wait for provisioning; the cluster autoscaler also for its 15 min
+    assert ours["shortfall_model_minutes"] <= 10
+    assert autoscaler["shortfall_model_minutes"] >= 15
+    assert ours["nodes_launched"] >= 1

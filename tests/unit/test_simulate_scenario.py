@@ -76,6 +76,9 @@ def test_the_base_and_the_examples_are_valid() -> None:
     assert {p.family for p in week.node_pools} == {"nvidia", "tpu", "neuron"}
     day = load_scenario(EXAMPLES / "day-spike.yaml")
     assert day.steps == 1440
+    elastic = load_scenario(EXAMPLES / "day-elastic.yaml")
+    assert elastic.elastic_pools == ["h100", "l4", "v6e", "inf2"]
+    assert all(p.nodes == 0 for p in elastic.node_pools)
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
@@ -83,6 +86,9 @@ def test_the_base_and_the_examples_are_valid() -> None:
     ({"nodePools.1.nodes": "3"}, "nodePools[1].nodes: Input should be a valid integer"),
     ({"nodePools.0.family": "amd"}, "nodePools[0].family: Input should be"),
     ({"nodePools.0.topology": "2x4"}, "nodePools[0]: topology is only valid for the tpu family"),
+    ({"nodePools.0.nodes": 0}, "nodePools[0]: nodes must be at least 1 unless the pool is elastic"),
+    ({"nodePools.0.elastic": {"maxNodes": 1}},
+     "nodePools[0]: elastic.maxNodes must be at least nodes"),
     ({"duration": "two weeks"}, "duration: not a duration: 'two weeks'"),
     ({"stepSeconds": 5}, "stepSeconds: Input should be greater than or equal to 10"),
     ({"models.0.replicas": {"min": 1}}, "models[0].replicas.max: Field required"),

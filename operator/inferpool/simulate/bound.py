@@ -215,7 +215,7 @@ class OfflineBound:
                     continue
                 hourly = v.cost_per_hour if v.cost_per_hour is not None else k * prices[p.name]
                 out.append(Option(hourly, float(v.capacity),
-                                  p.nodes * (p.accelerators_per_node // k),
+                                  p.max_nodes * (p.accelerators_per_node // k),
                                   v.accelerator.family, p.name))
         return out
 

@@ -9,7 +9,11 @@ of its node pools that still fits it, a bound pod is Ready after its start-up de
 - a stocked-out node pool still looks free, but nothing new binds there until the stockout
   ends (running pods stay);
 - cost accrues per accelerator of every bound pod on a working node, at the pool's price of
-  the moment (pending pods and dead nodes cost nothing).
+  the moment (pending pods and dead nodes cost nothing);
+- an elastic pool (Karpenter-like) launches a node for pods that find no room, which takes
+  pods `provisioning_seconds` later, up to `max_nodes`; removes a node empty for
+  `consolidate_after_seconds`; launches nothing during a `stockout` window and says so on the
+  waiting pods (`autoscaler_signals`); it is billed per launched node.
 Policies act through `set_replicas` and `delete_pods_on_failed_nodes` only, and read the
 cluster as the operator does: a ClusterSnapshot, Deployments (spec and ready replicas) and pod
 views shaped like the operator's own (controller/views.py).
@@ -25,7 +29,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from inferpool.cluster import ClusterSnapshot, Family, Node, NodePool
+from inferpool.cluster import ClusterSnapshot, Elastic, Family, Node, NodePool
+from inferpool.controller.autoscaler import Signal
 from inferpool.k8s import labels as lbl
 from inferpool.simulate.scenario import (
     NAMESPACE,
@@ -62,6 +67,8 @@ class SimNode:
     pool: str
     allocatable: int
     used: int = 0
+    up_at: float = 0.0  # an elastic pool's new node takes pods from then on
+    empty_since: float | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -100,6 +107,14 @@ class SimCluster:
             p.name: [SimNode(f"{p.name}-{i}", p.name, p.accelerators_per_node)
                      for i in range(p.nodes)]
             for p in scenario.node_pools}
+        self.elastic = {p.name: p for p in scenario.node_pools if p.elastic is not None}
+        self._launched = {name: len(self.nodes[name]) for name in self.elastic}  # for names
+        self.nodes_launched = 0
+        self.nodes_removed = 0
+        # pod uid -> the autoscaler's word on it (True: a node is coming), as of the last settle
+        self._said: dict[int, tuple[bool, str]] = {}
+        self._now = 0.0
+        self._registered_count = sum(len(ns) for ns in self.nodes.values())
         self.prices = {p.name: float(p.price_per_accelerator_hour) for p in scenario.node_pools}
         self.failed: dict[str, float] = {}  # pool -> when its nodes failed
         self.not_ready: dict[str, float] = {}  # pool -> when that became visible
@@ -169,7 +184,9 @@ class SimCluster:
             self.version += 1
 
     def settle(self, now: float) -> None:
-        """ReplicaSets create missing pods; the scheduler binds what fits."""
+        """ReplicaSets create missing pods; the scheduler binds what fits; the autoscaler
+        launches nodes for what does not."""
+        self._registered(now)
         pending: list[SimPod] = []
         for dep in self.deployments.values():
             while len(dep.pods) < dep.replicas:
@@ -179,16 +196,92 @@ class SimCluster:
         pending.sort(key=lambda p: (-p.dep.shape.accelerators, p.created, p.uid))
         for pod in pending:
             self._bind(pod, now)
+        self._autoscale([p for p in pending if p.node is None], now)
         self._drop_empty()
+
+    def _autoscale(self, waiting: list[SimPod], now: float) -> None:
+        """The autoscaler: waiting pods first take room on nodes already coming, then new nodes
+        are launched for the rest; empty nodes past their consolidation delay go."""
+        self._said = {}
+        if not self.elastic:
+            return
+        coming = {name: [n.allocatable - n.used for n in self.nodes[name] if n.up_at > now]
+                  for name in self.elastic}
+        for pod in waiting:
+            k = pod.dep.shape.accelerators
+            pools = [p for p in pod.dep.pools if p in self.elastic and p not in self.failed]
+            said: tuple[bool, str] | None = None
+            for pool in pools:
+                room = coming[pool]
+                slot = next((i for i, free in enumerate(room) if free >= k), None)
+                if slot is None and pool in self.stocked_out:
+                    said = said or (False, f"insufficient capacity for a {pool} node")
+                    continue
+                if slot is None and len(self.nodes[pool]) >= self.elastic[pool].max_nodes:
+                    said = said or (False, f"all instance types exceed the limits of {pool}")
+                    continue
+                if slot is None:
+                    self._launch(pool, now)
+                    room.append(self.scenario.pool(pool).accelerators_per_node)
+                    slot = len(room) - 1
+                room[slot] -= k
+                said = (True, f"Pod should schedule on a new {pool} node")
+                break
+            if said is not None:
+                self._said[pod.uid] = said
+        for name, spec in self.elastic.items():
+            assert spec.elastic is not None
+            for node in list(self.nodes[name]):
+                if node.used or node.up_at > now:
+                    node.empty_since = None
+                elif node.empty_since is None:
+                    node.empty_since = now
+                elif now - node.empty_since >= spec.elastic.consolidate_after_seconds:
+                    self.nodes[name].remove(node)
+                    self.nodes_removed += 1
+                    self.version += 1
+
+    def _launch(self, pool: str, now: float) -> None:
+        spec = self.elastic[pool]
+        assert spec.elastic is not None
+        self._launched[pool] += 1
+        self.nodes[pool].append(SimNode(f"{pool}-{self._launched[pool] - 1}", pool,
+                                        spec.accelerators_per_node,
+                                        up_at=now + spec.elastic.provisioning_seconds))
+        self.nodes_launched += 1
+
+    def _registered(self, now: float) -> None:
+        """Nodes launched earlier register by `now`: what a snapshot shows changes."""
+        self._now = now
+        count = sum(1 for ns in self.nodes.values() for n in ns if n.up_at <= now)
+        if count != self._registered_count:
+            self._registered_count = count
+            self.version += 1
+
+    def autoscaler_signals(self) -> dict[str, Signal]:
+        """What the autoscaler last said about each waiting pod, keyed as the pod views name
+        them (controller/autoscaler.py)."""
+        out = {}
+        for dep in self.deployments.values():
+            model, variant = dep.key[0].split("/", 1)[1], dep.key[1]
+            for pod in dep.pods:
+                if pod.uid in self._said:
+                    provisioning, message = self._said[pod.uid]
+                    out[f"{NAMESPACE}/{model}-{variant}-{pod.uid}"] = Signal(
+                        provisioning, "Nominated" if provisioning else "FailedScheduling",
+                        message, "karpenter", wall(pod.created))
+        return out
 
     def _bind(self, pod: SimPod, now: float) -> None:
         k = pod.dep.shape.accelerators
         for pool in pod.dep.pools:
-            if pool in self.failed or pool in self.stocked_out:
+            if pool in self.failed or (pool in self.stocked_out and pool not in self.elastic):
                 continue
             best: SimNode | None = None
             for node in self.nodes[pool]:
                 free = node.allocatable - node.used
+                if node.up_at > now:
+                    continue  # launched, not registered yet
                 if free >= k and (best is None or free < best.allocatable - best.used):
                     best = node
             if best is not None:
@@ -287,6 +380,8 @@ class SimCluster:
             taken_nodes: list[Node] = []
             for ns in self.nodes.values():
                 for n in ns:
+                    if n.up_at > self._now:
+                        continue  # not registered yet
                     # pods waiting for room in a pool take it from its first nodes
                     claim = min(n.allocatable - n.used, waiting[n.pool])
                     waiting[n.pool] -= claim
@@ -301,11 +396,14 @@ class SimCluster:
                          price_per_accelerator_hour=self.prices[p.name],
                          capacity_type=p.capacity_type,
                          node_selector=MappingProxyType({lbl.NODE_POOL: p.name}),
-                         resource=lbl.FAMILY_RESOURCE[p.family])
+                         resource=lbl.FAMILY_RESOURCE[p.family],
+                         elastic=None if p.elastic is None else Elastic(
+                             p.accelerators_per_node, p.elastic.max_nodes,
+                             p.elastic.provisioning_timeout_seconds))
                 for p in self.scenario.node_pools)
             nodes = tuple(Node(name=n.name, pool=n.pool, allocatable=n.allocatable,
                                ready=n.pool not in self.not_ready)
-                          for ns in self.nodes.values() for n in ns)
+                          for ns in self.nodes.values() for n in ns if n.up_at <= self._now)
             self._snapshot = (self.version, ClusterSnapshot(pools, nodes))
         return self._snapshot[1]
 
@@ -353,12 +451,16 @@ class SimCluster:
         capacity: dict[str, float] = defaultdict(float)
         ready: dict[tuple[str, str], int] = defaultdict(int)
         cost = 0.0
+        for name in self.elastic:  # billed per launched node
+            if name not in self.failed:
+                cost += sum(n.allocatable for n in self.nodes[name]) * self.prices[name]
         for dep in self.deployments.values():
             shape = dep.shape
             for pod in dep.pods:
                 if pod.node is None or pod.node.pool in self.failed:
                     continue
-                cost += shape.accelerators * self.prices[pod.node.pool]
+                if pod.node.pool not in self.elastic:
+                    cost += shape.accelerators * self.prices[pod.node.pool]
                 if pod.ready_at is not None and pod.ready_at <= now:
                     capacity[shape.model] += shape.capacity
                     ready[(shape.model, shape.family)] += 1

@@ -41,6 +41,8 @@ class PolicyRun:
     pods_started: int = 0
     plans: int = 0
     stockout_trips: int = 0
+    nodes_launched: int = 0  # by elastic pools' autoscaler
+    nodes_removed: int = 0
     seconds: float = 0.0
     extra_cost_per_hour: dict[str, list[float]] = field(default_factory=dict)  # bound variants
 
@@ -93,6 +95,7 @@ def run_policy(scenario: Scenario, name: str, demand: Mapping[str, Sequence[floa
                 counts.append(measure.ready.get((model, family), 0))
     run.moves = cluster.moves
     run.pods_started = cluster.pods_started
+    run.nodes_launched, run.nodes_removed = cluster.nodes_launched, cluster.nodes_removed
     run.plans = policy.plans
     run.stockout_trips = getattr(policy, "stockout_trips", 0)
     return run

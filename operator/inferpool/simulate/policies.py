@@ -136,7 +136,10 @@ class InferpoolPolicy:
         # 3. health verdicts, then the engine with the operator's own arguments
         views = cluster.pod_views(now)
         before = set(self.health.stocked_out(now))
-        self.health.observe(views, self.timeouts, now, wall(now))
+        elastic = {p.name: p.elastic.provisioning_timeout_s for p in snapshot.pools
+                   if p.elastic is not None}
+        self.health.observe(views, self.timeouts, now, wall(now), elastic=elastic,
+                            autoscaler=cluster.autoscaler_signals())
         stocked_out = self.health.stocked_out(now)
         self.stockout_trips += len(set(stocked_out) - before)
         broken = self.health.broken_variants(now)
@@ -228,7 +231,10 @@ class SpillPolicy:
         live = _live(cluster, now)
         required = self.tracked.required(demand, _ready_capacity(self.tracked, live))
         views = cluster.pod_views(now)
-        self.health.observe(views, {}, now, wall(now))
+        # a pending pod in an elastic pool waits for its node as long as for any other
+        patience = self.health.stockout_seconds
+        self.health.observe(views, {}, now, wall(now), elastic={
+            p.name: patience for p in snapshot.pools if p.elastic is not None})
         stocked = set(self.health.stocked_out(now))
         dead = {p.name for p in snapshot.pools
                 if not any(n.ready for n in snapshot.nodes_of(p.name))}

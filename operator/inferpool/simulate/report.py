@@ -73,6 +73,9 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
         else:
             entry.update({"moves": run.moves, "replica_starts": run.pods_started,
                           "plans": run.plans})
+            if sc.elastic_pools:
+                entry.update({"nodes_launched": run.nodes_launched,
+                              "nodes_removed": run.nodes_removed})
             if name == "inferpool":
                 entry["stockouts_detected"] = run.stockout_trips
         policies[name] = entry

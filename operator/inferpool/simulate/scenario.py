@@ -114,6 +114,20 @@ class SpillKnobs(Strict):
     max_backoff_seconds: Annotated[Seconds, Field(gt=0)] = 1800.0
 
 
+class ElasticSpec(Strict):
+    """The pool is grown by an autoscaler (Karpenter-like): a pod that finds no room gets a new
+    node `provisioning_seconds` later, up to `max_nodes`; a node empty for
+    `consolidate_after_seconds` is removed; a `stockout` event is a window in which no node can
+    be launched (insufficient capacity), which the autoscaler reports on the waiting pods.
+    Elastic pools are billed per node, for as long as a launched node exists."""
+
+    max_nodes: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    provisioning_seconds: Seconds = 60.0
+    consolidate_after_seconds: Seconds = 30.0
+    # the AcceleratorPool's provisioningTimeoutSeconds, as the operator is told it
+    provisioning_timeout_seconds: Annotated[Seconds, Field(gt=0)] = 600.0
+
+
 class NodePoolSpec(Strict):
     name: Name
     family: Family
@@ -124,16 +138,27 @@ class NodePoolSpec(Strict):
     instance_type: Annotated[StrictStr, Field(min_length=1, max_length=63)] | None = None
     """node.kubernetes.io/instance-type of the nodes (trn2.48xlarge): what an nvidia or
     neuron variant's `type` is matched against."""
-    nodes: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    nodes: Annotated[StrictInt, Field(ge=0, le=10_000)]
+    """Nodes at the start (at least 1, unless the pool is elastic)."""
     accelerators_per_node: Annotated[StrictInt, Field(ge=1, le=64)]
     price_per_accelerator_hour: Annotated[Float, Field(ge=0, le=1000, allow_inf_nan=False)]
     capacity_type: Literal["on-demand", "spot", "reserved"] = "on-demand"
+    elastic: ElasticSpec | None = None
 
     @model_validator(mode="after")
     def _topology_is_tpu(self) -> NodePoolSpec:
         if self.topology is not None and self.family != "tpu":
             raise ValueError("topology is only valid for the tpu family")
+        if self.elastic is None and self.nodes < 1:
+            raise ValueError("nodes must be at least 1 unless the pool is elastic")
+        if self.elastic is not None and self.elastic.max_nodes < self.nodes:
+            raise ValueError("elastic.maxNodes must be at least nodes")
         return self
+
+    @property
+    def max_nodes(self) -> int:
+        """The most nodes the pool can have."""
+        return self.elastic.max_nodes if self.elastic is not None else self.nodes
 
 
 class AcceleratorSpec(Strict):
@@ -339,6 +364,10 @@ class Scenario(Strict):
 
     def pool(self, name: str) -> NodePoolSpec:
         return next(p for p in self.node_pools if p.name == name)
+
+    @property
+    def elastic_pools(self) -> list[str]:
+        return [p.name for p in self.node_pools if p.elastic is not None]
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
