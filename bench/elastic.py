@@ -10,6 +10,9 @@ stdout (progress on stderr).
     Seconds until the new demand is served; the cluster autoscaler's 15 min
     `max-node-provision-time` is the published reference for how long a pod waits there before
     its node group counts as failed.
+(c) A day on elastic pools (the simulator, examples/scenarios/day-elastic.yaml): cost, demand
+    served and nodes launched / consolidated, inferpool beside one autoscaled Deployment per
+    model (`static`) on the same Karpenter-like autoscaler.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import yaml
 
 from bench.common import Cluster, healthy_nodes, operator, poll, ready_pods, sandbox, say
 from inferpool.controller import autoscaler
+from inferpool.simulate import load_scenario, simulate, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 TICK_SECONDS = 5
@@ -164,9 +168,21 @@ def main() -> None:
         summary["scale_from_zero"] = scale_from_zero(cluster)
         summary["stockout_while_demand_rises"] = stockout_while_demand_rises(
             cluster, args.observe_seconds)
-    summary["not_measured"] = ("cost over a day-long trace against Karpenter consolidation: "
-                               "the simulator has no elastic pools yet")
+    summary["day_on_elastic_pools"] = day_on_elastic_pools()
     print(json.dumps(summary, indent=2))
+
+
+def day_on_elastic_pools() -> dict[str, Any]:
+    scenario = load_scenario(REPO / "examples" / "scenarios" / "day-elastic.yaml")
+    policies = summarize(simulate(scenario, ("inferpool", "static", "offline")))["policies"]
+    keys = ("served_pct", "cost_usd", "cost_vs_offline_pct", "nodes_launched", "nodes_removed",
+            "moves")
+    out: dict[str, Any] = {name: {k: policies[name].get(k) for k in keys}
+                           for name in ("inferpool", "static")}
+    out["cost_ratio_inferpool_to_static"] = round(
+        policies["inferpool"]["cost_usd"] / policies["static"]["cost_usd"], 3)
+    say(f"day on elastic pools: {out}")
+    return out
 
 
 if __name__ == "__main__":
