@@ -317,14 +317,6 @@ def node_to_lose(instance: Instance, plan: Plan) -> str:
     return nodes[0].name
 
 
-def counts_of(problem: Problem, plan: Plan) -> list[int]:
-    index = {info.key: info.index for info in problem.pools}
-    counts = [0] * problem.n_options
-    for key, n in plan.replicas.items():
-        o = problem.option_of(key, index)
-        assert o is not None
-        counts[o] = n
-    return counts
 
 
 def levels(problem: Problem, counts: list[int]) -> dict[str, Any]:
@@ -387,9 +379,9 @@ def timing(nodes: int, node_pools: int, pools: int, family: InstanceFamily, runs
         over += plan_times[-1] > budget * 1.1
         solvers[plan.solver] += 1
         problem = compile_problem(instance.snapshot, instance.demands, None, options)
-        mine = levels(problem, counts_of(problem, plan))
+        mine = levels(problem, problem.counts_of(plan.replicas))
         greedy = baselines.greedy_spillover(instance.snapshot, instance.demands)
-        theirs = levels(problem, counts_of(problem, greedy))
+        theirs = levels(problem, problem.counts_of(greedy.replicas))
         worse_than_greedy += worse(mine, theirs)
         unmet.append(mine["unmet_rps"])
         greedy_unmet.append(theirs["unmet_rps"])
@@ -428,12 +420,13 @@ def compare(family: InstanceFamily, nodes: int, node_pools: int, pools: int, see
     engine = place(instance.snapshot, instance.demands, options=options)
     engine_seconds = time.perf_counter() - began
     problem = compile_problem(instance.snapshot, instance.demands, None, options)
-    counts = counts_of(problem, engine)
+    counts = problem.counts_of(engine.replicas)
     greedy = baselines.greedy_spillover(instance.snapshot, instance.demands)
     began = time.perf_counter()
     exact = solve_milp(problem, time.perf_counter() + milp_seconds, start=counts)
     milp_seconds_used = time.perf_counter() - began
     mine, best = levels(problem, counts), levels(problem, exact.counts)
+    greedy_levels = levels(problem, problem.counts_of(greedy.replicas))
     same_coverage = all(abs(a - b) <= 1e-6 for a, b in zip(
         mine["coverage_by_tier"], best["coverage_by_tier"], strict=True))
     same_resilience = same_coverage and abs(
@@ -446,14 +439,14 @@ def compare(family: InstanceFamily, nodes: int, node_pools: int, pools: int, see
         "size": instance.size,
         "engine": {**mine, "seconds": round(engine_seconds, 3), "solver": engine.solver,
                    "claims_optimal": engine.optimal},
-        "greedy_spillover": levels(problem, counts_of(problem, greedy)),
+        "greedy_spillover": greedy_levels,
         "milp": {**best, "seconds": round(milp_seconds_used, 2), "proved": exact.optimal,
                  "cost_bound": (round(exact.cost_bound, 2) if exact.cost_bound is not None
                                 else None)},
         "engine_coverage_equals_milp": same_coverage,
         "engine_resilience_equals_milp": same_resilience,
         "engine_vs_milp_cost_percent_at_equal_levels": round(gap, 3) if same_resilience else None,
-        "engine_worse_than_greedy": worse(mine, levels(problem, counts_of(problem, greedy))),
+        "engine_worse_than_greedy": worse(mine, greedy_levels),
     }
 
 

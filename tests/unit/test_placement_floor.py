@@ -20,12 +20,7 @@ def levels(snapshot: ClusterSnapshot, demands: tuple[PoolDemand, ...], plan: Pla
     """objective.score of a plan's replicas (hysteresis against `current`, if given)."""
     problem = compile_problem(snapshot, demands, current.replicas if current else None,
                               PlacementOptions())
-    index = {info.key: info.index for info in problem.pools}
-    counts = [0] * problem.n_options
-    for key, n in plan.replicas.items():
-        o = problem.option_of(key, index)
-        assert o is not None
-        counts[o] = n
+    counts = problem.counts_of(plan.replicas)
     return score(problem, counts)
 
 

@@ -31,12 +31,7 @@ def engine_levels(snapshot: ClusterSnapshot, demands: tuple[PoolDemand, ...], pl
     """The plan's levels in the reference's order: tiers, churn (if max_moves), resilience,
     adjusted cost."""
     problem = compile_problem(snapshot, demands, None, options)
-    index = {info.key: info.index for info in problem.pools}
-    counts = [0] * problem.n_options
-    for key, n in plan.replicas.items():
-        o = problem.option_of(key, index)
-        assert o is not None
-        counts[o] = n
+    counts = problem.counts_of(plan.replicas)
     levels = score(problem, counts)
     tiers = len(problem.priority_tiers())
     churn = (levels[tiers],) if options.max_moves is not None else ()

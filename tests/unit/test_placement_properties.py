@@ -78,12 +78,7 @@ def coverage_levels(snapshot: ClusterSnapshot, demands: tuple[PoolDemand, ...],
                     plan: Plan) -> tuple[float, ...]:
     """The plan's objective levels (objective.score), computed from its replicas."""
     problem = compile_problem(snapshot, demands, None, PlacementOptions())
-    index = {info.key: info.index for info in problem.pools}
-    counts = [0] * problem.n_options
-    for key, n in plan.replicas.items():
-        o = problem.option_of(key, index)
-        assert o is not None
-        counts[o] = n
+    counts = problem.counts_of(plan.replicas)
     return score(problem, counts)
 
 

@@ -107,6 +107,18 @@ class Problem:
         offset = found[1].get(key[2])
         return None if offset is None else found[0] + offset
 
+    def counts_of(self, replicas: Mapping[PlacementKey, int]) -> list[int]:
+        """Replicas per option, from a plan's replicas per placement key (each must be an
+        option of this problem)."""
+        index = {info.key: info.index for info in self.pools}
+        counts = [0] * self.n_options
+        for key, n in replicas.items():
+            o = self.option_of(key, index)
+            if o is None:
+                raise KeyError(f"{key} is no option of this problem")
+            counts[o] = n
+        return counts
+
     @property
     def hysteresis(self) -> float:
         return min(max(self.options_in.hysteresis, 0.0), 0.99)
