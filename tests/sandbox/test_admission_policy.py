@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.operator_process import install_crds
+from tests.sandbox.test_chart import pool as chart_pool
 from tests.support import Sandbox, wait_for
 from tests.unit.test_chart_helm import CHART
 
@@ -21,28 +22,13 @@ pytestmark = pytest.mark.sandbox
 RELEASE = "vap-test"
 POLICY = f"{RELEASE}-inferpool-operator-inferencepool-rights"
 
-POOL = """
-apiVersion: inferpool.dev/v1alpha1
-kind: InferencePool
-metadata: {name: NAME}
-spec:
-  model: example/tiny
-  replicas: {min: 0, max: 4}
-  demand: {fixed: 0}
-  variants:
-  - name: l4
-    accelerator: {family: nvidia, product: NVIDIA-L4, count: 1}
-    capacity: 5
-    template:
-      spec:
-        ACCOUNT
-        containers: [{name: server, image: registry.example/server:1}]
-"""
-
-
 def pool(name: str, account: str | None = None) -> str:
-    line = f"serviceAccountName: {account}" if account else ""
-    return POOL.replace("NAME", name, 1).replace("ACCOUNT", line)
+    """test_chart's small InferencePool, run as `account` if given."""
+    text = chart_pool(name)
+    if account:
+        template = "      spec:\n"
+        text = text.replace(template, f"{template}        serviceAccountName: {account}\n", 1)
+    return text
 
 
 def rendered_policy(sandbox: Sandbox, *values: str) -> str:

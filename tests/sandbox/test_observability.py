@@ -19,6 +19,11 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.operator_process import OperatorProcess, running_operator
+from tests.prometheus_harness import (
+    PrometheusProcess,
+    PrometheusUnavailableError,
+    ensure_prometheus,
+)
 from tests.sandbox.test_operator import H100, V6E, apply, ipool, replicas, settle, status
 from tests.support import Sandbox, wait_for
 
@@ -35,6 +40,15 @@ def operator(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
     # debug: kopf's per-object records (kopf.objects) are logged too, to check their shape
     yield from running_operator(sandbox, tmp_path_factory.mktemp("observability"), "obs",
                                 "--log-level=debug")
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    """Debian's Prometheus, installed on first use; the test is skipped where it cannot be."""
+    try:
+        return ensure_prometheus()
+    except PrometheusUnavailableError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture
@@ -97,20 +111,9 @@ def test_scrape_passes_promtool_and_probes_answer(sandbox: Sandbox, ns: str,
 
 @pytest.mark.prometheus
 def test_a_real_prometheus_sees_the_replicas(sandbox: Sandbox, ns: str,
-                                             operator: OperatorProcess) -> None:
-    from tests.prometheus_harness import (
-        PrometheusProcess,
-        PrometheusUnavailableError,
-        ensure_prometheus,
-    )
-
-    try:
-        binary = ensure_prometheus()
-    except PrometheusUnavailableError as exc:
-        pytest.skip(str(exc))
+                                             operator: OperatorProcess, binary: Path) -> None:
     placed_chat(sandbox, ns, operator)
     with PrometheusProcess([f"127.0.0.1:{operator.metrics_port}"], binary=binary) as prom:
-        prom.wait_until_up()
 
         def by_family() -> dict[str, float]:
             result = prom.query(
@@ -136,20 +139,11 @@ def chart_rules(sandbox: Sandbox) -> dict[str, Any]:
 
 @pytest.mark.prometheus
 def test_the_charts_shortfall_alert_fires_in_a_real_prometheus(
-        sandbox: Sandbox, ns: str, operator: OperatorProcess, tmp_path: Path) -> None:
+        sandbox: Sandbox, ns: str, operator: OperatorProcess, tmp_path: Path,
+        binary: Path) -> None:
     """The chart's rules, loaded into Prometheus scraping the live operator: the shortfall
     alert fires for the pool that is short, the operator-health alerts stay quiet. Every `for:`
     is cut to 0s here; how long each alert waits is what tests/unit/alerts-test.yaml checks."""
-    from tests.prometheus_harness import (
-        PrometheusProcess,
-        PrometheusUnavailableError,
-        ensure_prometheus,
-    )
-
-    try:
-        binary = ensure_prometheus()
-    except PrometheusUnavailableError as exc:
-        pytest.skip(str(exc))
     spec = chart_rules(sandbox)
     for group in spec["groups"]:
         for rule in group["rules"]:
@@ -160,7 +154,6 @@ def test_the_charts_shortfall_alert_fires_in_a_real_prometheus(
     apply(sandbox, ns, ipool("big", 100, [V6E]))
     with PrometheusProcess([f"127.0.0.1:{operator.metrics_port}"], binary=binary,
                            rule_files=[rules]) as prom:
-        prom.wait_until_up()
 
         def firing() -> dict[str, list[dict[str, str]]]:
             out: dict[str, list[dict[str, str]]] = {}

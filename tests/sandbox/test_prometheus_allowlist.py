@@ -24,7 +24,6 @@ def prometheus() -> Iterator[PrometheusProcess]:
     with Exporter() as exporter:
         exporter.set_rate(15.0, model_name=MODEL)
         with PrometheusProcess([exporter.target]) as prom:
-            prom.wait_until_up()
             yield prom
 
 

@@ -49,7 +49,6 @@ def prometheus(exporter: Exporter) -> Iterator[PrometheusProcess]:
     except PrometheusUnavailableError as err:
         pytest.skip(str(err))
     with PrometheusProcess([exporter.target], binary=binary) as prom:
-        prom.wait_until_up()
         yield prom
 
 

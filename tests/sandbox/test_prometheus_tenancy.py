@@ -29,7 +29,6 @@ def exporter() -> Iterator[Exporter]:
 @pytest.fixture(scope="module")
 def prometheus(exporter: Exporter) -> Iterator[PrometheusProcess]:
     with PrometheusProcess([exporter.target]) as prom:
-        prom.wait_until_up()
         yield prom
 
 

@@ -4,7 +4,6 @@ a driven exporter.
     binary = ensure_prometheus()
     with Exporter() as exporter, PrometheusProcess([exporter.target], binary=binary) as prom:
         exporter.set_rate(30.0, model_name="llama")   # vllm:request_success_total grows 30/s
-        prom.wait_until_up()
         prom.query('sum(rate(vllm:request_success_total[5s]))')  # -> about 30
 
 The system service is never started or touched: each PrometheusProcess is a child process with
@@ -273,8 +272,10 @@ class PrometheusProcess:
             time.sleep(0.2)
 
     def __enter__(self) -> Self:
+        """Started and answering (`wait_until_up`)."""
         try:
             self.start()
+            self.wait_until_up()
         except BaseException:
             self.close()
             raise
