@@ -4,6 +4,7 @@ placed, Ready replicas and keeps them there."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,6 +326,36 @@ def test_the_model_has_one_service_that_routes_to_the_ready_pods_of_every_varian
     wait_for(lambda: ready_endpoints() == set(pods), timeout=30,
              what="an endpoint for every Ready replica, whichever family serves it")
     assert set(pods.values()) == {"nvidia", "tpu"}
+
+
+def test_evictions_take_the_models_pods_one_at_a_time(sandbox: Sandbox, ns: str) -> None:
+    """The InferencePool's PodDisruptionBudget: a drain or an autoscaler's consolidation
+    (the Eviction API) may take one Ready replica, not a second before it is replaced."""
+    apply(sandbox, ns, ipool("chat", 30, [H100, V6E], max_family_share=0.7))
+    settle(sandbox, ns, {"chat-v6e-v6e": 2, "chat-h100-h100": 1})
+    budget = wait_for(lambda: sandbox.get_json("pdb", "-n", ns)["items"], timeout=30,
+                      what="the InferencePool's PodDisruptionBudget")[0]
+    assert budget["metadata"]["name"] == "chat"
+    assert budget["spec"]["maxUnavailable"] == 1
+    wait_for(lambda: sandbox.get_json("pdb", "chat", "-n", ns).get("status", {}).get(
+        "disruptionsAllowed") == 1, timeout=30, what="the budget counting 3 healthy pods")
+    pods = sorted(p["metadata"]["name"] for p in sandbox.get_json(
+        "pods", "-n", ns, "-l", "inferpool.dev/pool=chat")["items"])
+
+    def evict(pod: str) -> subprocess.CompletedProcess[str]:
+        eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
+                    "metadata": {"name": pod, "namespace": ns}}
+        return sandbox.kubectl("create", "--raw",
+                               f"/api/v1/namespaces/{ns}/pods/{pod}/eviction", "-f", "-",
+                               input=json.dumps(eviction), check=False)
+    assert evict(pods[0]).returncode == 0
+    refused = evict(pods[1])
+    assert refused.returncode != 0
+    assert "disruption budget" in refused.stderr
+    # the evicted replica is replaced, and the budget allows one again
+    settle(sandbox, ns, {"chat-v6e-v6e": 2, "chat-h100-h100": 1})
+    wait_for(lambda: sandbox.get_json("pdb", "chat", "-n", ns)["status"].get(
+        "disruptionsAllowed") == 1, timeout=30, what="a disruption allowed again")
 
 
 def test_a_service_of_that_name_that_is_not_ours_is_left_alone_and_reported(

@@ -1,11 +1,12 @@
-"""The Service made for an InferencePool: one endpoint for the model across its variants."""
+"""The Service and the PodDisruptionBudget made for an InferencePool: one endpoint and one
+eviction budget for the model across its variants."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from inferpool.k8s import disruption, services
 from inferpool.k8s import labels as lbl
-from inferpool.k8s import services
 
 
 def template(*ports: dict[str, Any]) -> dict[str, Any]:
@@ -42,3 +43,14 @@ def test_no_service_when_disabled_or_no_port_is_known() -> None:
                           template({"containerPort": 8000})) is None
     assert services.build("m", "ns", "u", {}, template()) is None
     assert services.build("m", "ns", "u", {"targetPort": 9000}, template()) is not None
+
+
+def test_the_disruption_budget_covers_every_variant_and_can_be_turned_off() -> None:
+    body = disruption.build("llama", "team-a", "uid-1", {"enabled": True, "maxUnavailable": 2})
+    assert body is not None
+    assert body["spec"] == {
+        "maxUnavailable": 2,
+        "selector": {"matchLabels": {lbl.POOL: "llama", lbl.MANAGED_BY: lbl.MANAGER}},
+        "unhealthyPodEvictionPolicy": "AlwaysAllow"}
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert disruption.build("llama", "team-a", "uid-1", {"enabled": False}) is None

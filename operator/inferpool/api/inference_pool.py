@@ -298,6 +298,18 @@ class ServiceSpec(ApiModel):
     default: the first port of the first variant's first container."""
 
 
+class DisruptionBudgetSpec(ApiModel):
+    """A PodDisruptionBudget over the model's pods, so voluntary disruptions (an autoscaler's
+    consolidation, `kubectl drain`, node upgrades) evict them a few at a time, each waiting for
+    a replacement Ready. The operator's own moves delete, they do not evict: the budget does
+    not slow them."""
+
+    enabled: StrictBool = True
+    """Make the PodDisruptionBudget (named after the InferencePool)."""
+    max_unavailable: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    """Pods of the model that may be evicted at once (on top of those not Ready)."""
+
+
 class InferencePoolSpec(ApiModel):
     """Desired state of an InferencePool."""
 
@@ -333,6 +345,8 @@ class InferencePoolSpec(ApiModel):
     """How replicas move between variants and node pools."""
     service: ServiceSpec = Field(default_factory=ServiceSpec)
     """One Service for the model across its variants."""
+    disruption_budget: DisruptionBudgetSpec = Field(default_factory=DisruptionBudgetSpec)
+    """One PodDisruptionBudget for the model across its variants."""
 
     @field_validator("variants")
     @classmethod

@@ -55,7 +55,7 @@ from inferpool.controller.translate import (
     write_needed,
 )
 from inferpool.k8s import deployments as dep
-from inferpool.k8s import events, secrets
+from inferpool.k8s import disruption, events, secrets
 from inferpool.k8s import labels as lbl
 from inferpool.k8s import services as svc
 from inferpool.k8s.pod_events import list_pod_events
@@ -79,6 +79,11 @@ def _values(index: Index) -> list[dict[str, Any]]:
     return list(index.values())
 
 
+def _owned_key(body: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = body["metadata"]
+    return (str(body["kind"]), str(meta["namespace"]), str(meta["name"]))
+
+
 class Planner:
     def __init__(self, settings: Settings, api: client.ApiClient,
                  is_leader: Callable[[], bool] = lambda: True) -> None:
@@ -87,6 +92,7 @@ class Planner:
         self.is_leader = is_leader
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
+        self.policy = client.PolicyV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.ready = asyncio.Event()  # set once the caches hold every object
         self._wake = asyncio.Event()
@@ -106,9 +112,10 @@ class Planner:
         # (namespace, name) -> (metadata.generation right after our own write, digest of what
         # we wrote): a spec still at it is ours as written (translate.write_needed).
         self.written: dict[tuple[str, str], tuple[int, str]] = {}
-        # Services applied: (namespace, name) -> (digest, when); re-applied when the body
-        # changes and every resync period (nothing watches Services: this heals a deletion)
-        self.services_written: dict[tuple[str, str], tuple[str, float]] = {}
+        # Services and PodDisruptionBudgets applied: (kind, namespace, name) -> (digest, when);
+        # re-applied when the body changes and every resync period (nothing watches them: this
+        # heals a deletion)
+        self.owned_written: dict[tuple[str, str, str], tuple[str, float]] = {}
         self.deduper = events.EventDeduper()
         self.health = HealthTracker(
             stockout_seconds=settings.stockout_seconds, broken_seconds=settings.broken_seconds,
@@ -364,47 +371,55 @@ class Planner:
                                     existing.body if action == "replace" else None, key, now,
                                     dry))
         self.dry_run = {k: p.generation for k, p in pools.items()}
-        jobs += self._service_jobs(pools.values(), now)
+        jobs += self._owned_object_jobs(pools.values(), now)
         return await self._write(jobs, "apply")
 
-    def _service_jobs(self, pools: Iterable[ParsedPool], now: float) -> list[Callable[[], bool]]:
+    def _owned_object_jobs(self, pools: Iterable[ParsedPool], now: float
+                           ) -> list[Callable[[], bool]]:
+        """Each InferencePool's Service and PodDisruptionBudget, applied when they change and
+        once per resync period."""
         jobs: list[Callable[[], bool]] = []
         for pool in sorted(pools, key=lambda p: p.key):
             spec = pool.model.spec
-            body = svc.build(pool.name, pool.namespace, pool.uid,
-                             spec.service.model_dump(by_alias=True),
-                             spec.variants[0].template.to_dict())
-            if body is None:
-                continue
-            digest = dep.digest(body)
-            last = self.services_written.get((pool.namespace, pool.name))
-            if last is None or last[0] != digest or now - last[1] > self.settings.resync_seconds:
-                jobs.append(partial(self._write_service, pool.key, body, digest, now))
+            bodies = (svc.build(pool.name, pool.namespace, pool.uid,
+                                spec.service.model_dump(by_alias=True),
+                                spec.variants[0].template.to_dict()),
+                      disruption.build(pool.name, pool.namespace, pool.uid,
+                                       spec.disruption_budget.model_dump(by_alias=True)))
+            for body in bodies:
+                if body is None:
+                    continue
+                digest = dep.digest(body)
+                last = self.owned_written.get(_owned_key(body))
+                if (last is None or last[0] != digest
+                        or now - last[1] > self.settings.resync_seconds):
+                    jobs.append(partial(self._write_owned, pool.key, body, digest, now))
         return jobs
 
-    def _write_service(self, pool_key: str, body: dict[str, Any], digest: str, now: float
-                       ) -> bool:
-        """Server-side apply without force: a Service of that name that another manager made
+    def _write_owned(self, pool_key: str, body: dict[str, Any], digest: str, now: float
+                     ) -> bool:
+        """Server-side apply without force: an object of that name that another manager made
         answers 409 and is left alone, named in a NameConflict condition."""
-        meta = body["metadata"]
+        meta, kind = body["metadata"], body["kind"]
         name = f"{meta['namespace']}/{meta['name']}"
+        apply = (self.core.patch_namespaced_service if kind == "Service"
+                 else self.policy.patch_namespaced_pod_disruption_budget)
         try:
-            self.core.patch_namespaced_service(
-                meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
-                _content_type="application/apply-patch+yaml", _preload_content=False)
+            apply(meta["name"], meta["namespace"], body, field_manager=lbl.FIELD_MANAGER,
+                  _content_type="application/apply-patch+yaml", _preload_content=False)
         except ApiException as exc:
             error = fl.write_error(exc.status, exc.reason, exc.body)
-            log.warning("service apply failed", service=name, status=exc.status,
+            log.warning("apply failed", kind=kind, object=name, status=exc.status,
                         reason=error.reason, message=error.message)
-            self.metrics.write_failed("Service", exc.status)
-            self.services_written.pop((meta["namespace"], meta["name"]), None)
+            self.metrics.write_failed(kind, exc.status)
+            self.owned_written.pop(_owned_key(body), None)
             self.apply_problems.setdefault(pool_key, []).append(
-                (fl.NAME_CONFLICT, f"Service {meta['name']} is not this InferencePool's: left "
-                 "alone; the model has no Service of its own") if exc.status == 409 else
-                (fl.write_refusal(name, error).reason, f"Service {meta['name']}: "
+                (fl.NAME_CONFLICT, f"{kind} {meta['name']} is not this InferencePool's: left "
+                 f"alone; the model has no {kind} of its own") if exc.status == 409 else
+                (fl.write_refusal(name, error).reason, f"{kind} {meta['name']}: "
                  f"{error.message}; retried on the next plan"))
             return False
-        self.services_written[(meta["namespace"], meta["name"])] = (digest, now)
+        self.owned_written[_owned_key(body)] = (digest, now)
         return True
 
     def _write_deployment(self, body: dict[str, Any], replacing: Mapping[str, Any] | None,

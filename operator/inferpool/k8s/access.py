@@ -71,6 +71,11 @@ ACCESS: tuple[Access, ...] = (
            "services: server-side apply of each InferencePool's one Service, which selects "
            "the Ready pods of all its variants (an apply that creates it needs create too)",
            unaudited=("create",)),
+    Access("policy", "poddisruptionbudgets", ("create", "patch"), "cluster",
+           "poddisruptionbudgets: server-side apply of each InferencePool's one budget, so "
+           "evictions (consolidation, drains) take its pods a few at a time (an apply that "
+           "creates it needs create too)",
+           unaudited=("create",)),
     Access("inferpool.dev", "inferencepools", ("list", "watch"), "cluster",
            "inferencepools: what to serve (read only; the operator never edits the spec)"),
     Access("inferpool.dev", "inferencepools/status", ("patch",), "cluster",
