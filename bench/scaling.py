@@ -3,8 +3,11 @@
     .venv/bin/python -m bench.scaling [--hours 24] [--tick 15] [--seed 7] [--sample-minutes 30]
 
 Prints one JSON document: per-run figures (oscillations per hour, ticks to cover each spike,
-cost, under-provisioned time) for the tracker with its defaults and for a naive baseline
-(no stabilization, no panic), plus sampled series of replicas per family and cost per hour.
+cost, under-provisioned time) for the tracker with its defaults and for an HPA-like baseline
+(the HorizontalPodAutoscaler's algorithm with its defaults: a 10 % tolerance, a 300 s
+scale-down stabilization window, scale-up by at most max(100 %, 4 pods) per 15 s, nothing done
+while the metric is missing), both placed by the same engine, plus sampled series of replicas
+per family and cost per hour.
 
 The trace: a diurnal curve (low at 04:00, high at 16:00) with 4 % per-tick noise, three spikes
 (one small enough for the x2 step cap, two that need panic mode) and a 20-minute load-source
@@ -162,6 +165,50 @@ def replay(
     return run
 
 
+# The HorizontalPodAutoscaler's defaults (kube-controller-manager flags and the autoscaling/v2
+# default behaviour).
+HPA_TOLERANCE = 0.1
+HPA_DOWN_WINDOW_S = 300.0
+HPA_UP_PERIOD_S = 15.0
+HPA_UP_PODS = 4
+
+
+def replay_hpa(demand: Sequence[float], tick: float, planner: Planner) -> Run:
+    """The HPA's rule on the pool's capacity: desired = current x utilization / target, skipped
+    within the tolerance; scale-down takes the highest recommendation of the last 300 s;
+    scale-up is bounded per period; a failed metric changes nothing."""
+    settings = ScalingSettings(target_utilization=TARGET_UTILIZATION)
+    run = Run("hpa", settings)
+    per_pod = sum(CAPACITY.values()) / len(CAPACITY)  # "4 pods" of capacity, on average
+    required = demand[0] / TARGET_UTILIZATION  # warm, like the tracked run
+    plan = planner(required)
+    capacity = sum(n * CAPACITY[f] for f, n in plan.items())
+    history: list[tuple[float, float]] = []  # (time, recommended capacity)
+    for i, rps in enumerate(demand):
+        now, hour = i * tick, i * tick / HOUR
+        outage = OUTAGE[0] <= hour < OUTAGE[1]
+        if not outage:
+            ratio = (rps / capacity) / TARGET_UTILIZATION if capacity > 0 else math.inf
+            recommended = capacity if abs(ratio - 1.0) <= HPA_TOLERANCE else rps / (
+                TARGET_UTILIZATION)
+            history = [(t, r) for t, r in history if now - t < HPA_DOWN_WINDOW_S]
+            history.append((now, recommended))
+            if recommended > capacity:
+                periods = max(1.0, tick / HPA_UP_PERIOD_S)
+                limit = capacity + periods * max(capacity, HPA_UP_PODS * per_pod)
+                required = min(recommended, limit)
+            else:
+                required = max(r for _, r in history)
+            plan = planner(required)
+            capacity = sum(n * CAPACITY[f] for f, n in plan.items())
+        run.replicas.append(plan)
+        run.capacity.append(capacity)
+        run.cost_rate.append(sum(n * COST[f] for f, n in plan.items()))
+        run.states.append(SourceState.UNKNOWN if outage else SourceState.OK)
+        run.panics.append(False)
+    return run
+
+
 def reversals(series: Sequence[int]) -> int:
     """Direction changes of a series, ignoring flat stretches."""
     count, last = 0, 0
@@ -246,19 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.tick,
             engine_planner(),
         ),
-        replay(
-            "naive",
-            ScalingSettings(
-                target_utilization=TARGET_UTILIZATION,
-                scale_down_stabilization_seconds=0.0,
-                panic_threshold=math.inf,
-                scale_up_tolerance=0.0,
-                scale_down_tolerance=0.0,
-            ),
-            demand,
-            args.tick,
-            engine_planner(),
-        ),
+        replay_hpa(demand, args.tick, engine_planner()),
     ]
     every = max(1, int(args.sample_minutes * 60 / args.tick))
     doc = {
