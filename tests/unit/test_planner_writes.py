@@ -127,3 +127,65 @@ def test_a_dry_runs_admission_warning_is_kept_and_the_write_goes_ahead() -> None
     assert p.dry_run_warnings["serving/chat"] == [
         'a dry run of Deployment serving/chat-h100-h100 warned: would violate PodSecurity '
         '"restricted:latest": runAsNonRoot != true']
+
+
+class Owned:
+    """CoreV1Api and PolicyV1Api for Services and PodDisruptionBudgets: applies succeed and are
+    recorded; lists answer what `existing` holds."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[str, str]] = []
+        self.existing: set[tuple[str, str, str]] = set()
+        self.lists = 0
+
+    def patch_namespaced_service(self, name: str, namespace: str, *_a: Any, **_k: Any) -> None:
+        self.applied.append(("Service", name))
+        self.existing.add(("Service", namespace, name))
+
+    def patch_namespaced_pod_disruption_budget(self, name: str, namespace: str, *_a: Any,
+                                               **_k: Any) -> None:
+        self.applied.append(("PodDisruptionBudget", name))
+        self.existing.add(("PodDisruptionBudget", namespace, name))
+
+    def _listed(self, kind: str) -> Any:
+        items = [type("Item", (), {"metadata": type("Meta", (), {"namespace": ns, "name": n})})
+                 for k, ns, n in sorted(self.existing) if k == kind]
+        return type("List", (), {"items": items})
+
+    def list_service_for_all_namespaces(self, **_k: Any) -> Any:
+        self.lists += 1
+        return self._listed("Service")
+
+    def list_pod_disruption_budget_for_all_namespaces(self, **_k: Any) -> Any:
+        return self._listed("PodDisruptionBudget")
+
+    list_namespaced_service = list_namespaced_pod_disruption_budget = None  # not watched so
+
+
+def test_services_and_budgets_are_applied_once_and_again_only_when_deleted() -> None:
+    import asyncio
+
+    from inferpool.controller.translate import parse_pools
+    from tests.unit.test_binding import ipool, variant
+
+    p = Planner(Settings(resync_seconds=60), api=None)  # type: ignore[arg-type]
+    fake = Owned()
+    p.core = p.policy = fake  # type: ignore[assignment]
+    body = ipool("chat", 1, variant("h100", "nvidia", 8, 1.0))
+    body["spec"]["service"] = {"targetPort": 8000}
+    (pool,), _ = parse_pools([body])
+
+    def reconcile(now: float) -> list[tuple[str, str]]:
+        fake.applied = []
+        asyncio.run(p._forget_deleted_owned(now))
+        for job in p._owned_object_jobs([pool]):
+            assert job()
+        return fake.applied
+
+    assert reconcile(0.0) == [("Service", "chat"), ("PodDisruptionBudget", "chat")]
+    assert reconcile(30.0) == []  # unchanged: no write, no list
+    assert reconcile(90.0) == []  # listed: both still there
+    fake.existing.discard(("PodDisruptionBudget", "ns", "chat"))  # someone deleted it
+    assert reconcile(120.0) == []  # not listed again before the period is over
+    assert reconcile(151.0) == [("PodDisruptionBudget", "chat")]  # put back
+    assert fake.lists == 3

@@ -58,6 +58,7 @@ from inferpool.k8s import deployments as dep
 from inferpool.k8s import disruption, events, secrets
 from inferpool.k8s import labels as lbl
 from inferpool.k8s import services as svc
+from inferpool.k8s.owned import OwnedKey, list_owned
 from inferpool.k8s.pod_events import list_pod_events
 from inferpool.placement import PlacementKey, Plan
 from inferpool.scaling.clock import SystemClock
@@ -79,7 +80,7 @@ def _values(index: Index) -> list[dict[str, Any]]:
     return list(index.values())
 
 
-def _owned_key(body: Mapping[str, Any]) -> tuple[str, str, str]:
+def _owned_key(body: Mapping[str, Any]) -> OwnedKey:
     meta = body["metadata"]
     return (str(body["kind"]), str(meta["namespace"]), str(meta["name"]))
 
@@ -112,10 +113,11 @@ class Planner:
         # (namespace, name) -> (metadata.generation right after our own write, digest of what
         # we wrote): a spec still at it is ours as written (translate.write_needed).
         self.written: dict[tuple[str, str], tuple[int, str]] = {}
-        # Services and PodDisruptionBudgets applied: (kind, namespace, name) -> (digest, when);
-        # re-applied when the body changes and every resync period (nothing watches them: this
-        # heals a deletion)
-        self.owned_written: dict[tuple[str, str, str], tuple[str, float]] = {}
+        # Services and PodDisruptionBudgets applied: (kind, namespace, name) -> digest; applied
+        # again when the body changes, or when the listing made every resync period no longer
+        # has them (nothing watches them: this heals a deletion)
+        self.owned_written: dict[OwnedKey, str] = {}
+        self._owned_listed_at: float | None = None
         self.deduper = events.EventDeduper()
         self.health = HealthTracker(
             stockout_seconds=settings.stockout_seconds, broken_seconds=settings.broken_seconds,
@@ -371,13 +373,29 @@ class Planner:
                                     existing.body if action == "replace" else None, key, now,
                                     dry))
         self.dry_run = {k: p.generation for k, p in pools.items()}
-        jobs += self._owned_object_jobs(pools.values(), now)
+        await self._forget_deleted_owned(now)
+        jobs += self._owned_object_jobs(pools.values())
         return await self._write(jobs, "apply")
 
-    def _owned_object_jobs(self, pools: Iterable[ParsedPool], now: float
-                           ) -> list[Callable[[], bool]]:
-        """Each InferencePool's Service and PodDisruptionBudget, applied when they change and
-        once per resync period."""
+    async def _forget_deleted_owned(self, now: float) -> None:
+        """Once per resync period: what of ours was deleted is applied again."""
+        listed_at = self._owned_listed_at
+        if listed_at is not None and now - listed_at < self.settings.resync_seconds:
+            return
+        self._owned_listed_at = now
+        try:
+            existing = await asyncio.wait_for(asyncio.to_thread(
+                list_owned, self.core, self.policy, self.settings.namespaces), timeout=30)
+        except Exception as exc:  # ApiException, timeouts: checked again next period
+            log.warning("could not list our Services and PodDisruptionBudgets",
+                        error=f"{type(exc).__name__}: {getattr(exc, 'status', None) or exc}")
+            return
+        for key in [k for k in self.owned_written if k not in existing]:
+            del self.owned_written[key]
+
+    def _owned_object_jobs(self, pools: Iterable[ParsedPool]) -> list[Callable[[], bool]]:
+        """Each InferencePool's Service and PodDisruptionBudget, applied when they change (or
+        went missing: `_forget_deleted_owned`)."""
         jobs: list[Callable[[], bool]] = []
         for pool in sorted(pools, key=lambda p: p.key):
             spec = pool.model.spec
@@ -390,14 +408,11 @@ class Planner:
                 if body is None:
                     continue
                 digest = dep.digest(body)
-                last = self.owned_written.get(_owned_key(body))
-                if (last is None or last[0] != digest
-                        or now - last[1] > self.settings.resync_seconds):
-                    jobs.append(partial(self._write_owned, pool.key, body, digest, now))
+                if self.owned_written.get(_owned_key(body)) != digest:
+                    jobs.append(partial(self._write_owned, pool.key, body, digest))
         return jobs
 
-    def _write_owned(self, pool_key: str, body: dict[str, Any], digest: str, now: float
-                     ) -> bool:
+    def _write_owned(self, pool_key: str, body: dict[str, Any], digest: str) -> bool:
         """Server-side apply without force: an object of that name that another manager made
         answers 409 and is left alone, named in a NameConflict condition."""
         meta, kind = body["metadata"], body["kind"]
@@ -419,7 +434,7 @@ class Planner:
                 (fl.write_refusal(name, error).reason, f"{kind} {meta['name']}: "
                  f"{error.message}; retried on the next plan"))
             return False
-        self.owned_written[_owned_key(body)] = (digest, now)
+        self.owned_written[_owned_key(body)] = digest
         return True
 
     def _write_deployment(self, body: dict[str, Any], replacing: Mapping[str, Any] | None,

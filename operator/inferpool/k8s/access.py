@@ -67,14 +67,15 @@ ACCESS: tuple[Access, ...] = (
            "(InferencePool, variant, node pool; an apply that creates one needs create too); "
            "update to remove fields added by hand; delete when a placement goes away",
            unaudited=("create",)),
-    Access("", "services", ("create", "patch"), "cluster",
+    Access("", "services", ("list", "create", "patch"), "cluster",
            "services: server-side apply of each InferencePool's one Service, which selects "
-           "the Ready pods of all its variants (an apply that creates it needs create too)",
+           "the Ready pods of all its variants (an apply that creates it needs create too); "
+           "list ours once per resync period to put back one that was deleted",
            unaudited=("create",)),
-    Access("policy", "poddisruptionbudgets", ("create", "patch"), "cluster",
+    Access("policy", "poddisruptionbudgets", ("list", "create", "patch"), "cluster",
            "poddisruptionbudgets: server-side apply of each InferencePool's one budget, so "
            "evictions (consolidation, drains) take its pods a few at a time (an apply that "
-           "creates it needs create too)",
+           "creates it needs create too); list ours once per resync period, as for Services",
            unaudited=("create",)),
     Access("inferpool.dev", "inferencepools", ("list", "watch"), "cluster",
            "inferencepools: what to serve (read only; the operator never edits the spec)"),
