@@ -163,8 +163,8 @@ def test_a_replica_waiting_for_a_node_is_provisioning_not_a_stockout() -> None:
     tracker.observe([waiting(age=100)], {}, now=0.0, wall=NOW, elastic={"v6e": 600.0},
                     autoscaler=nominated, expected_to_bind={("ns/chat", "v6e", "v6e")})
     assert tracker.stocked_out(0.0) == []  # past the stockout bound, and planned to bind
-    assert tracker.provisioning == {
-        "v6e": "1 replica(s) wait for nodes of elastic pool v6e (Karpenter: on nodeclaim/x)"}
+    assert tracker.provisioning == {("ns/chat", "v6e"): (
+        "1 replica(s) wait for nodes of elastic pool v6e (Karpenter: on nodeclaim/x)")}
     assert waits_for_node(waiting(), {"v6e"})
     assert not waits_for_node(waiting(), {"h100"})
 
@@ -212,3 +212,14 @@ def test_ready_says_provisioning_while_replicas_wait_for_nodes() -> None:
     ready = next(c for c in new["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Provisioning")
     assert ready["message"].endswith("; 1 replica(s) wait for nodes of elastic pool v6e")
+
+
+def test_each_inference_pool_is_told_of_its_own_waiting_replicas() -> None:
+    tracker = HealthTracker()
+    pods = [pod("a", node=None, ready=False, unschedulable=True, age=5),
+            pod("b", node=None, ready=False, unschedulable=True, age=5),
+            pod("c", node=None, ready=False, unschedulable=True, age=5, pool="other")]
+    tracker.observe(pods, {}, now=0.0, wall=NOW, elastic={"v6e": 600.0})
+    assert tracker.provisioning == {
+        ("ns/chat", "v6e"): "2 replica(s) wait for nodes of elastic pool v6e",
+        ("ns/other", "v6e"): "1 replica(s) wait for nodes of elastic pool v6e"}

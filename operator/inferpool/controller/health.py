@@ -239,8 +239,9 @@ class HealthTracker:
     # when each node pool was last found stocked out: only pods created after that and
     # scheduled prove the pool works again (older pods were placed before the stockout)
     stockout_since: dict[str, dt.datetime] = field(default_factory=dict)
-    # elastic node pool -> what its replicas waiting for nodes are told, as of the last observe
-    provisioning: dict[str, str] = field(default_factory=dict)
+    # (pool key, elastic node pool) -> what the InferencePool's replicas waiting for nodes there
+    # are told, as of the last observe
+    provisioning: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def observe(self, pods: Iterable[Mapping[str, Any]], ready_timeouts: Mapping[str, float],
                 now: float, wall: dt.datetime,
@@ -260,7 +261,7 @@ class HealthTracker:
         mismatched: dict[str, int] = {}
         refused: dict[str, list[Signal]] = {}
         overdue: dict[str, int] = {}
-        waiting: dict[str, list[Signal | None]] = {}
+        waiting: dict[tuple[str, str], list[Signal | None]] = {}
         scheduled_ok: set[str] = set()
         failing: dict[tuple[str, str], list[str]] = {}
         healthy_variants: set[tuple[str, str]] = set()
@@ -282,7 +283,7 @@ class HealthTracker:
                     elif age >= elastic[node_pool]:
                         overdue[node_pool] = overdue.get(node_pool, 0) + 1
                     else:
-                        waiting.setdefault(node_pool, []).append(said)
+                        waiting.setdefault((pool_key, node_pool), []).append(said)
                 elif (pool_key, variant[1], node_pool) in expected_to_bind:
                     mismatched[node_pool] = mismatched.get(node_pool, 0) + 1
                 elif age >= self.stockout_seconds:
@@ -311,8 +312,8 @@ class HealthTracker:
                          "autoscaler did not bring" for p, n in overdue.items()})
         verdicts.update({p: f"the autoscaler cannot launch a node for {len(said)} replica(s); "
                          f"{max(said, key=lambda s: s.at).says}" for p, said in refused.items()})
-        self.provisioning = {p: _waiting_message(p, said) for p, said in waiting.items()
-                             if p not in verdicts}
+        self.provisioning = {key: _waiting_message(key[1], said)
+                             for key, said in waiting.items() if key[1] not in verdicts}
         for node_pool, reason in sorted(verdicts.items()):
             if not self.stockouts.active(node_pool, now):
                 self.stockout_why[node_pool] = reason

@@ -642,9 +642,8 @@ class Planner:
         targets_of, live_of = by_pool(targets), by_pool(live)
         for pool in pools:
             problems = degraded.get(pool.key, [])
-            waiting = [self.health.provisioning[node_pool] for node_pool in
-                       sorted({k[2] for k in live_of.get(pool.key, {})})
-                       if node_pool in self.health.provisioning]
+            waiting = [message for (key, _), message in sorted(self.health.provisioning.items())
+                       if key == pool.key]
             new = st.pool_status(pool, plan.outcomes.get(pool.key), demands[pool.key],
                                  targets_of.get(pool.key, {}), live_of.get(pool.key, {}),
                                  snapshot, holding.get(pool.key),
