@@ -47,7 +47,12 @@ def _planner(monkeypatch: pytest.MonkeyPatch, leading: dict[str, bool]) -> tuple
                **_: Any) -> None:
         rec.record(f"status {plural}/{name}")
 
+    def budget(name: str, namespace: str, body: Any, **_: Any) -> None:
+        rec.record(f"budget {namespace}/{name}")
+
     monkeypatch.setattr(p.apps, "patch_namespaced_deployment", apply)
+    monkeypatch.setattr(p.policy, "patch_namespaced_pod_disruption_budget", budget)
+    monkeypatch.setattr(planner_module, "list_owned", lambda *a, **k: set())
     monkeypatch.setattr(p.custom, "patch_namespaced_custom_object_status", status)
     monkeypatch.setattr(events, "post", lambda *a, **k: rec.record("event"))
     views = {name: {} for name in INDEX_NAMES}
@@ -87,7 +92,7 @@ def test_leadership_lost_while_the_engine_runs_makes_no_writes(
     monkeypatch.setattr(planning, "place", slow_place)
     _reconcile(p)
     assert rec.writes == []
-    assert p.skipped_writes == 2
+    assert p.skipped_writes == 4  # two Deployments, two PodDisruptionBudgets
 
 
 def test_leadership_lost_during_the_apply_batch_stops_the_rest(
