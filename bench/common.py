@@ -73,6 +73,23 @@ def operator(cluster: Cluster, log_dir: Path, *extra: str) -> Iterator[OperatorP
         op.stop()
 
 
+def plain_deployment(name: str, node_selector: dict[str, str], replicas: int, resource: str,
+                     count: int, image: str = "stand-in") -> dict[str, Any]:
+    """What users run today: one Deployment pinned to one node pool, tolerating the
+    accelerator's taint (keyed like its resource)."""
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                "nodeSelector": node_selector,
+                "tolerations": [{"key": resource, "operator": "Exists"}],
+                "containers": [{"name": "server", "image": image, "resources": {
+                    "limits": {resource: str(count)}}}]}},
+        },
+    }
+
+
 def poll(fn: Callable[[], T | None], timeout: float, interval: float = 0.1) -> T | None:
     """First truthy value of fn within `timeout`, else None."""
     deadline = time.monotonic() + timeout

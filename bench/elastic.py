@@ -27,7 +27,16 @@ from typing import Any
 
 import yaml
 
-from bench.common import Cluster, healthy_nodes, operator, poll, ready_pods, sandbox, say
+from bench.common import (
+    Cluster,
+    healthy_nodes,
+    operator,
+    plain_deployment,
+    poll,
+    ready_pods,
+    sandbox,
+    say,
+)
 from inferpool.controller import autoscaler
 from inferpool.simulate import load_scenario, simulate, summarize
 
@@ -36,19 +45,10 @@ TICK_SECONDS = 5
 CLUSTER_AUTOSCALER_PROVISION_SECONDS = 900  # its --max-node-provision-time default
 
 
-def plain(name: str, node_pool: str, replicas: int, resource: str, count: int,
-          taint: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                "nodeSelector": {"karpenter.sh/nodepool": node_pool},
-                "tolerations": [{"key": taint, "operator": "Exists"}],
-                "containers": [{"name": "server", "image": "stand-in", "resources": {
-                    "limits": {resource: str(count)}}}]}},
-        },
-    }
+def plain(name: str, node_pool: str, replicas: int, resource: str, count: int
+          ) -> dict[str, Any]:
+    return plain_deployment(name, {"karpenter.sh/nodepool": node_pool}, replicas, resource,
+                            count)
 
 
 def serving(cluster: Cluster, namespace: str, want: int) -> bool:
@@ -62,10 +62,9 @@ def scale_from_zero(cluster: Cluster) -> dict[str, Any]:
     started = time.monotonic()
     cluster.apply(example, "zero-inferpool")
     # the replicas the operator places for it (status checked below): 4 on L4, 2 on Inferentia2
-    cluster.apply(plain("llm-l4", "l4", 4, "nvidia.com/gpu", 1, "nvidia.com/gpu"),
+    cluster.apply(plain("llm-l4", "l4", 4, "nvidia.com/gpu", 1),
                   "zero-baseline")
-    cluster.apply(plain("llm-inf2", "inf2", 2, "aws.amazon.com/neuron", 2,
-                        "aws.amazon.com/neuron"), "zero-baseline")
+    cluster.apply(plain("llm-inf2", "inf2", 2, "aws.amazon.com/neuron", 2), "zero-baseline")
     times: dict[str, float | None] = {"zero-baseline": None, "zero-inferpool": None}
     deadline = started + 300
     while time.monotonic() < deadline and None in times.values():
@@ -107,7 +106,7 @@ def stockout_while_demand_rises(cluster: Cluster, observe: float) -> dict[str, A
     for ns in ("rise-baseline", "rise-inferpool"):
         cluster.kubectl("create", "namespace", ns)
     cluster.apply(spill_pool(100.0), "rise-inferpool")
-    cluster.apply(plain("llm-h100", "h100", 1, "nvidia.com/gpu", 8, "nvidia.com/gpu"),
+    cluster.apply(plain("llm-h100", "h100", 1, "nvidia.com/gpu", 8),
                   "rise-baseline")
     for ns in ("rise-baseline", "rise-inferpool"):
         poll(lambda n=ns: serving(cluster, n, 1), 300, interval=1)

@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Cluster, healthy_nodes, operator, poll, ready_pods, sandbox, say
+from bench.common import (
+    Cluster,
+    healthy_nodes,
+    operator,
+    plain_deployment,
+    poll,
+    ready_pods,
+    sandbox,
+    say,
+)
 from inferpool.controller.settings import Settings
 
 REPLICAS = 3
@@ -42,20 +51,6 @@ def inference_pool(name: str) -> dict[str, Any]:
                                 "count": 8}, 20),
                 variant("trn2", {"family": "neuron", "product": "trainium2", "count": 16}, 30),
             ],
-        },
-    }
-
-
-def plain_deployment() -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "llm-h100"},
-        "spec": {
-            "replicas": REPLICAS, "selector": {"matchLabels": {"app": "llm-h100"}},
-            "template": {"metadata": {"labels": {"app": "llm-h100"}}, "spec": {
-                "nodeSelector": {"inferpool.dev/node-pool": "h100"},
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
-                "containers": [{"name": "server", "image": "vllm:1", "resources": {
-                    "limits": {"nvidia.com/gpu": "8"}}}]}},
         },
     }
 
@@ -92,7 +87,8 @@ def main() -> None:
             operator(cluster, Path(tmp), *flags):
         for ns in ("baseline", "inferpool"):
             cluster.kubectl("create", "namespace", ns)
-        cluster.apply(plain_deployment(), "baseline")
+        cluster.apply(plain_deployment("llm-h100", {"inferpool.dev/node-pool": "h100"}, REPLICAS,
+                                       "nvidia.com/gpu", 8, image="vllm:1"), "baseline")
         cluster.apply(inference_pool("llm"), "inferpool")
         for ns in ("baseline", "inferpool"):
             poll(lambda n=ns: ready_pods(cluster, n, healthy_nodes(cluster)) >= REPLICAS, 90)

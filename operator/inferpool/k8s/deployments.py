@@ -53,11 +53,7 @@ def build(workload: Workload, node_pool: str, node_selector: Mapping[str, str], 
             "name": name or lbl.deployment_name(workload.pool, workload.variant, node_pool),
             "namespace": workload.namespace,
             "labels": ours,
-            "ownerReferences": [{
-                "apiVersion": f"{lbl.GROUP}/{lbl.VERSION}", "kind": "InferencePool",
-                "name": workload.pool, "uid": workload.owner_uid,
-                "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [lbl.owner_reference(workload.pool, workload.owner_uid)],
         },
         "spec": {
             "replicas": replicas,

@@ -27,15 +27,12 @@ def build(pool: str, namespace: str, owner_uid: str, budget: Mapping[str, Any]
         "metadata": {
             "name": pool,
             "namespace": namespace,
-            "labels": {lbl.POOL: pool, lbl.MANAGED_BY: lbl.MANAGER},
-            "ownerReferences": [{
-                "apiVersion": f"{lbl.GROUP}/{lbl.VERSION}", "kind": "InferencePool",
-                "name": pool, "uid": owner_uid, "controller": True, "blockOwnerDeletion": True,
-            }],
+            "labels": lbl.model_pods(pool),
+            "ownerReferences": [lbl.owner_reference(pool, owner_uid)],
         },
         "spec": {
             "maxUnavailable": int(budget.get("maxUnavailable", 1)),
-            "selector": {"matchLabels": {lbl.POOL: pool, lbl.MANAGED_BY: lbl.MANAGER}},
+            "selector": {"matchLabels": lbl.model_pods(pool)},
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }

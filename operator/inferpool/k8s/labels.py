@@ -19,6 +19,21 @@ FIELD_MANAGER = "inferpool-operator"
 # (e.g. a node selector label) shows as a difference, also to an operator that just started.
 DESIRED_DIGEST = "inferpool.dev/desired-digest"
 
+
+
+def model_pods(pool: str) -> dict[str, str]:
+    """The labels that select an InferencePool's pods of every variant (its Service and its
+    PodDisruptionBudget select by them, and carry them)."""
+    return {POOL: pool, MANAGED_BY: MANAGER}
+
+
+def owner_reference(pool: str, uid: str) -> dict[str, object]:
+    """The InferencePool as the controlling owner of what the operator makes for it (deleting
+    it garbage-collects them)."""
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferencePool", "name": pool,
+            "uid": uid, "controller": True, "blockOwnerDeletion": True}
+
+
 FAMILY_RESOURCE = {
     "nvidia": "nvidia.com/gpu",
     "tpu": "google.com/tpu",

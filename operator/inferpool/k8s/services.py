@@ -43,15 +43,12 @@ def build(pool: str, namespace: str, owner_uid: str, service: Mapping[str, Any],
         "metadata": {
             "name": pool,
             "namespace": namespace,
-            "labels": {lbl.POOL: pool, lbl.MANAGED_BY: lbl.MANAGER},
-            "ownerReferences": [{
-                "apiVersion": f"{lbl.GROUP}/{lbl.VERSION}", "kind": "InferencePool",
-                "name": pool, "uid": owner_uid, "controller": True, "blockOwnerDeletion": True,
-            }],
+            "labels": lbl.model_pods(pool),
+            "ownerReferences": [lbl.owner_reference(pool, owner_uid)],
         },
         "spec": {
             "type": "ClusterIP",
-            "selector": {lbl.POOL: pool, lbl.MANAGED_BY: lbl.MANAGER},
+            "selector": lbl.model_pods(pool),
             "ports": [{"name": "http", "protocol": "TCP", "port": port, "targetPort": target}],
         },
     }
