@@ -222,7 +222,7 @@ class SimCluster:
                     continue
                 if slot is None:
                     self._launch(pool, now)
-                    room.append(self.scenario.pool(pool).accelerators_per_node)
+                    room.append(self.elastic[pool].accelerators_per_node)
                     slot = len(room) - 1
                 room[slot] -= k
                 said = (True, f"Pod should schedule on a new {pool} node")
@@ -263,11 +263,10 @@ class SimCluster:
         them (controller/autoscaler.py)."""
         out = {}
         for dep in self.deployments.values():
-            model, variant = dep.key[0].split("/", 1)[1], dep.key[1]
             for pod in dep.pods:
                 if pod.uid in self._said:
                     provisioning, message = self._said[pod.uid]
-                    out[f"{NAMESPACE}/{model}-{variant}-{pod.uid}"] = Signal(
+                    out[f"{NAMESPACE}/{pod_name(pod)}"] = Signal(
                         provisioning, "Nominated" if provisioning else "FailedScheduling",
                         message, "karpenter", wall(pod.created))
         return out
@@ -426,7 +425,7 @@ class SimCluster:
                 ready = self.ready(pod, now)
                 out.append({
                     "metadata": {
-                        "name": f"{model}-{variant}-{pod.uid}", "namespace": NAMESPACE,
+                        "name": pod_name(pod), "namespace": NAMESPACE,
                         "labels": {lbl.POOL: model, lbl.VARIANT: variant,
                                    lbl.NODE_POOL: pod.node.pool if pod.node else dep.key[2]},
                         "creationTimestamp": timestamp(pod.created),
@@ -465,6 +464,11 @@ class SimCluster:
                     capacity[shape.model] += shape.capacity
                     ready[(shape.model, shape.family)] += 1
         return Measure(dict(capacity), cost, dict(ready))
+
+
+def pod_name(pod: SimPod) -> str:
+    """The pod's name in its view (pod_views) and in the autoscaler's word on it."""
+    return f"{pod.dep.key[0].split('/', 1)[1]}-{pod.dep.key[1]}-{pod.uid}"
 
 
 def timestamp(seconds: float) -> str:
