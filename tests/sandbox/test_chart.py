@@ -362,9 +362,11 @@ def test_operator_as_the_chart_service_account_places_replicas(
         tmp_path: Path) -> None:
     restricted(sandbox, namespace)
     try:
-        # No elastic pool here, so no Events would be listed: the audit below would find that
-        # grant unused (tests/sandbox/test_karpenter_operator.py covers the reads).
-        install(sandbox, namespace, "--set", "operator.readAutoscalerEvents=false")
+        # No elastic pool here, so neither Events nor Karpenter NodePools would be listed: the
+        # audit below would find those grants unused (tests/sandbox/test_karpenter.py covers
+        # the reads).
+        install(sandbox, namespace, "--set", "operator.readAutoscalerEvents=false",
+                "--set", "operator.readKarpenterLimits=false")
         account = sandbox.get_json("deployment", RELEASE, "-n", namespace)[
             "spec"]["template"]["spec"]["serviceAccountName"]
         kubeconfig = service_account_kubeconfig(sandbox, namespace, account,

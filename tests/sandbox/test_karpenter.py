@@ -266,3 +266,45 @@ def test_a_stockout_karpenter_reports_spills_at_once_and_the_pool_comes_back(
                                        for n in sandbox.get_json("nodes")["items"]},
              timeout=240, interval=2, what="the empty h100 node consolidated away")
     assert ready_condition(sandbox, workload_ns, "spill").get("status") == "True"
+
+
+def accelerator_pool_status(sandbox: Sandbox, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = sandbox.get_json("apool", name).get("status", {})
+    return status
+
+
+@pytest.mark.timeout(600)
+def test_a_node_pools_limit_caps_the_plan_before_karpenter_refuses(
+        elastic: tuple[Sandbox, SandboxState], operator: OperatorProcess,
+        workload_ns: str) -> None:
+    """Karpenter launches no node past a NodePool's spec.limits. The operator reads them: with
+    room for one v6e node only, the pool that the cheapest plan would put on two v6e replicas
+    (the stockout test above) goes to one H100 replica at once, with no wait for a node that
+    Karpenter would refuse."""
+    sandbox, _ = elastic
+    limit = json.dumps({"spec": {"limits": {"google.com/tpu": "8"}}})
+    sandbox.kubectl("patch", "nodepools.karpenter.sh", "v6e", "--type=merge", "-p", limit)
+    try:
+        wait_for(lambda: accelerator_pool_status(sandbox, "v6e").get("maxNodes") == 1,
+                 timeout=90, interval=1, what="the v6e AcceleratorPool capped at one node")
+        status = accelerator_pool_status(sandbox, "v6e")
+        assert status["maxNodesLimitedBy"] == \
+            "Karpenter NodePool v6e limits google.com/tpu to 8", status
+        sandbox.kubectl("apply", "-n", workload_ns, "-f", "-", input=json.dumps(SPILL))
+        wait_for(lambda: ready_condition(sandbox, workload_ns, "spill").get("status") == "True",
+                 timeout=180, interval=1, what="serving within the NodePool's limit")
+        got = {name: d["spec"]["replicas"]
+               for name, d in deployments_of(sandbox, workload_ns).items()}
+        assert got == {"spill-h100-h100": 1}, got
+        placed = [e["message"] for e in our_events(sandbox, workload_ns, "Placed")]
+        assert placed
+        assert not any("v6e" in m for m in placed), placed  # never planned there
+        body = sandbox.get_json("ipool", "spill", "-n", workload_ns)
+        degraded = next(c for c in body["status"]["conditions"] if c["type"] == "Degraded")
+        assert degraded["reason"] == "Healthy", degraded  # no stockout to recover from
+    finally:
+        sandbox.kubectl("patch", "nodepools.karpenter.sh", "v6e", "--type=merge", "-p",
+                        json.dumps({"spec": {"limits": {"google.com/tpu": "32"}}}))
+    wait_for(lambda: accelerator_pool_status(sandbox, "v6e").get("maxNodes") == 4,
+             timeout=90, interval=1, what="the v6e AcceleratorPool back at maxNodes")
+    assert accelerator_pool_status(sandbox, "v6e").get("maxNodesLimitedBy") is None

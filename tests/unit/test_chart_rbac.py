@@ -169,7 +169,8 @@ def test_access_list_is_well_formed() -> None:
             assert "create" not in a.verbs, "create cannot be limited by resourceNames"
         assert set(a.unaudited) <= set(a.verbs), a
     assert set(CONDITIONS) == {"prometheus.authSecrets", "operator.replacePodsOnFailedNodes",
-                               "operator.readAutoscalerEvents", "metrics.auth.enabled"}
+                               "operator.readAutoscalerEvents", "operator.readKarpenterLimits",
+                               "metrics.auth.enabled"}
     for key in CONDITIONS:
         assert access.grants() < access.grants(enabled=[key])
 
@@ -188,6 +189,13 @@ def test_switches_default_to_the_operators_defaults() -> None:
         docs, variables["INFERPOOL_LEASE_NAME"])
     off = render({"operator.readAutoscalerEvents": "false"})
     assert env(off)["INFERPOOL_READ_AUTOSCALER_EVENTS"] == "false"
+    assert variables["INFERPOOL_READ_KARPENTER_LIMITS"] == "true"
+    assert ("karpenter.sh", "nodepools", "list", "cluster", False) in _granted(
+        docs, variables["INFERPOOL_LEASE_NAME"])
+    off = render({"operator.readKarpenterLimits": "false"})
+    assert env(off)["INFERPOOL_READ_KARPENTER_LIMITS"] == "false"
+    assert ("karpenter.sh", "nodepools", "list", "cluster", False) not in _granted(
+        off, env(off)["INFERPOOL_LEASE_NAME"])
 
 
 def test_namespaced_mode_keeps_only_cluster_scoped_resources_cluster_wide() -> None:

@@ -223,3 +223,56 @@ def test_each_inference_pool_is_told_of_its_own_waiting_replicas() -> None:
     assert tracker.provisioning == {
         ("ns/chat", "v6e"): "2 replica(s) wait for nodes of elastic pool v6e",
         ("ns/other", "v6e"): "1 replica(s) wait for nodes of elastic pool v6e"}
+
+
+def test_a_karpenter_node_pools_limits_cap_max_nodes() -> None:
+    """Karpenter launches no node past a NodePool's limits: the plan uses no more room."""
+    limits = {"v6e": {"google.com/tpu": "16", "cpu": "1000"}}
+    capped = build_snapshot([karpenter_node("a", "v6e")], [], [elastic_pool("v6e")],
+                            node_pool_limits=limits)
+    elastic = capped.pool("v6e").elastic
+    assert elastic is not None
+    assert (elastic.max_nodes, elastic.declared_max_nodes) == (2, 4)
+    assert elastic.limited_by == "Karpenter NodePool v6e limits google.com/tpu to 16"
+    assert [n.planned for n in capped.room_of("v6e")] == [False, True]  # the node counts
+    # a nodes limit, the tighter of the two; limits above maxNodes, or of another NodePool,
+    # or on other resources change nothing
+    assert node_cap_of({"v6e": {"google.com/tpu": "16", "nodes": "1"}}) == 1
+    assert node_cap_of({"v6e": {"google.com/tpu": "64"}}) == 4
+    assert node_cap_of({"other": {"google.com/tpu": "8"}}) == 4
+    assert node_cap_of({"v6e": {"cpu": "10", "google.com/tpu": "not a quantity"}}) == 4
+    assert node_cap_of({"v6e": {"google.com/tpu": "7"}}) == 0  # not one whole node
+
+
+def node_cap_of(limits: dict[str, dict[str, str]]) -> int:
+    elastic = build_snapshot([], [], [elastic_pool("v6e")],
+                             node_pool_limits=limits).pool("v6e").elastic
+    assert elastic is not None
+    return elastic.max_nodes
+
+
+def test_the_accelerator_pool_status_says_how_far_it_may_grow_and_why() -> None:
+    ap = elastic_pool("v6e")
+    snapshot = build_snapshot([], [], [ap], node_pool_limits={"v6e": {"google.com/tpu": "8"}})
+    status = st.accelerator_pool_status(ap, snapshot, {}, NOW)
+    assert (status["maxNodes"], status["maxNodesLimitedBy"]) == (
+        1, "Karpenter NodePool v6e limits google.com/tpu to 8")
+    (ready,) = status["conditions"]
+    assert (ready["status"], ready["reason"]) == ("True", "CanGrow")  # no node, but room
+    assert ready["message"] == ("0/0 nodes Ready and schedulable; elastic: may grow to 1 "
+                                "nodes (Karpenter NodePool v6e limits google.com/tpu to 8; "
+                                "maxNodes is 4)")
+    full = build_snapshot([], [], [ap], node_pool_limits={"v6e": {"nodes": "0"}})
+    (ready,) = st.accelerator_pool_status(ap, full, {}, NOW)["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "AtNodeLimit")
+    plain = st.accelerator_pool_status(ap, build_snapshot([], [], [ap]), {}, NOW)
+    assert (plain["maxNodes"], plain["maxNodesLimitedBy"]) == (4, None)
+
+
+def test_plans_follow_the_node_pools_limits() -> None:
+    views: dict[str, Any] = {"accelerator_pools": [elastic_pool("v6e")],
+                             "inference_pools": [ipool("chat", 3, variant("v6e", "tpu", 8, 1.0))]}
+    inputs = planning.read_cluster(views, node_pool_limits={"v6e": {"google.com/tpu": "16"}})
+    call = planning.engine_call(inputs, {"ns/chat": 3.0}, Settings())
+    plan, _ = planning.bindable_plan(inputs, call, Settings())
+    assert dict(plan.replicas) == {("ns/chat", "v6e", "v6e"): 2}  # 2 nodes, not 3 of maxNodes 4

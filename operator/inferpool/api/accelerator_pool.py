@@ -97,9 +97,15 @@ class AcceleratorPoolStatus(StatusModel):
     """Accelerators allocatable on Ready, schedulable nodes."""
     accelerators_in_use: StrictInt | None = None
     """Accelerators requested by pods running on the pool's nodes."""
+    max_nodes: StrictInt | None = None
+    """Elastic pools: the most nodes the operator plans on, counting those that exist:
+    spec.elastic.maxNodes, or fewer where the autoscaler's limits allow fewer."""
+    max_nodes_limited_by: StrictStr | None = None
+    """Elastic pools: the limit that lowered maxNodes, e.g. a Karpenter NodePool's
+    spec.limits."""
     conditions: Annotated[tuple[Condition, ...], Field(max_length=16, json_schema_extra={
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})] = ()
-    """Ready: at least one node is Ready; Degraded: some nodes are not."""
+    """Ready: at least one node is Ready, or the pool is elastic and may still grow."""
 
 
 class AcceleratorPool(ApiModel):

@@ -94,6 +94,8 @@ ACCELERATOR_POOL = Resource(
         _column("Allocatable", "integer", ".status.acceleratorsAllocatable",
                 "Accelerators allocatable on Ready nodes"),
         _column("In-Use", "integer", ".status.acceleratorsInUse", "Accelerators requested by pods"),
+        _column("Max-Nodes", "integer", ".status.maxNodes",
+                "Elastic pools: the most nodes planned on (maxNodes or the autoscaler's limit)"),
         _AGE,
     ),
 )

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from inferpool.cluster import labels as lbl
+from inferpool.cluster.node_pool_limits import karpenter_node_pool, node_cap
 from inferpool.cluster.prices import PriceTable, default_prices
 from inferpool.cluster.quantity import container_request, count, is_valid
 from inferpool.cluster.snapshot import (
@@ -73,7 +74,10 @@ def build_snapshot(
     pods: Iterable[Mapping[str, Any]] = (),
     accelerator_pools: Iterable[Mapping[str, Any]] = (),
     prices: PriceTable | None = None,
+    node_pool_limits: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ClusterSnapshot:
+    """`node_pool_limits`: Karpenter NodePool name -> its spec.limits, which cap the elastic
+    AcceleratorPools that select that NodePool's nodes (cluster/node_pool_limits.py)."""
     table = prices if prices is not None else default_prices()
     pods = list(pods)
     facts = sorted(
@@ -94,7 +98,7 @@ def build_snapshot(
         else:
             members[_name(owner)].append(node)
     for ap in explicit:
-        pool = _explicit_pool(ap, members.get(_name(ap), []), table)
+        pool = _explicit_pool(ap, members.get(_name(ap), []), table, node_pool_limits or {})
         if pool is not None:
             pools[pool.name] = pool
             members.setdefault(pool.name, [])  # a pool with no node yet is named too
@@ -276,7 +280,8 @@ def _pod_request(spec: Mapping[str, Any], node: _NodeFacts) -> int:
 
 
 def _explicit_pool(
-    ap: Mapping[str, Any], nodes: list[_NodeFacts], table: PriceTable
+    ap: Mapping[str, Any], nodes: list[_NodeFacts], table: PriceTable,
+    node_pool_limits: Mapping[str, Mapping[str, Any]],
 ) -> NodePool | None:
     spec = _map(ap.get("spec"))
     family_raw = spec.get("family")
@@ -302,6 +307,10 @@ def _explicit_pool(
         price, known = looked_up.per_accelerator_hour, looked_up.known
     max_acc = _number(spec.get("maxAccelerators"))
     resources = {n.resource for n in nodes if n.family == family}
+    resource = resources.pop() if len(resources) == 1 else lbl.RESOURCES[family]
+    selector = {str(k): str(v) for k, v in _map(spec.get("nodeSelector")).items()}
+    if elastic is not None:
+        elastic = _capped(elastic, selector, resource, node_pool_limits)
     # An elastic pool's nodeSelector is its pin: labels learnt from the nodes it has now would
     # change every Deployment's nodeSelector (a rollout) when its first node comes or goes.
     common = _common_labels(nodes) if elastic is None else {}
@@ -312,8 +321,8 @@ def _explicit_pool(
         topology=topology,
         price_per_accelerator_hour=float(price),
         capacity_type=capacity_type,
-        node_selector={str(k): str(v) for k, v in _map(spec.get("nodeSelector")).items()},
-        resource=resources.pop() if len(resources) == 1 else lbl.RESOURCES[family],
+        node_selector=selector,
+        resource=resource,
         max_accelerators=int(max_acc) if max_acc is not None and max_acc >= 0 else None,
         price_known=known,
         instance_type=common.get(lbl.INSTANCE_TYPE) or _as_str(elastic_spec.get("instanceType")),
@@ -329,6 +338,18 @@ def _elastic(spec: Mapping[str, Any]) -> Elastic | None:
         return None  # not elastic (the schema refuses a half-given block)
     timeout = _number(spec.get("provisioningTimeoutSeconds"))
     return Elastic(int(per_node), int(max_nodes), timeout if timeout and timeout > 0 else 600.0)
+
+
+def _capped(elastic: Elastic, selector: Mapping[str, str], resource: str,
+            node_pool_limits: Mapping[str, Mapping[str, Any]]) -> Elastic:
+    """`elastic` with at most the nodes its Karpenter NodePool's limits allow."""
+    name = karpenter_node_pool(selector)
+    cap = (node_cap(name, _map(node_pool_limits[name]), resource, elastic.accelerators_per_node)
+           if name is not None and name in node_pool_limits else None)
+    if cap is None or cap.nodes >= elastic.max_nodes:
+        return elastic
+    return dataclasses.replace(elastic, max_nodes=cap.nodes, declared_max_nodes=elastic.max_nodes,
+                               limited_by=cap.reason)
 
 
 def _discovered_pools(

@@ -23,8 +23,10 @@ class Elastic:
     `spec.elastic`)."""
 
     accelerators_per_node: int
-    max_nodes: int
+    max_nodes: int  # what the plan may use: maxNodes, or fewer where the autoscaler's limits say
     provisioning_timeout_s: float = 600.0
+    declared_max_nodes: int | None = None  # maxNodes, when limits lowered it
+    limited_by: str | None = None  # which limit, in the user's words
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from inferpool.controller.health import (
     unknown_nodes,
     waits_for_node,
 )
+from inferpool.controller.karpenter_limits import NodePoolLimits
 from inferpool.controller.metrics import OperatorMetrics
 from inferpool.controller.report import Report
 from inferpool.controller.settings import Settings
@@ -156,6 +157,7 @@ class Planner:
         self.synced: Callable[[float], Awaitable[bool]] | None = None
         self._problems: frozenset[str] = frozenset()  # bad quantities already logged
         self._events_unreadable = False  # the last read of autoscaler Events failed
+        self.node_pool_limits = NodePoolLimits(self.custom, time.monotonic)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -216,9 +218,11 @@ class Planner:
 
         # 1. snapshot
         t0 = time.perf_counter()
-        cluster = planning.read_cluster({n: _values(self.indexes[n]) for n in INDEX_NAMES},
-                                        self.settings.allow_privileged_namespaces,
-                                        self._parsed)
+        views = {n: _values(self.indexes[n]) for n in INDEX_NAMES}
+        limits = (await self.node_pool_limits.read(views["accelerator_pools"])
+                  if self.settings.read_karpenter_limits else {})
+        cluster = planning.read_cluster(views, self.settings.allow_privileged_namespaces,
+                                        self._parsed, limits)
         nodes, pods, accelerator_pools = cluster.nodes, cluster.pods, cluster.accelerator_pools
         pools, invalid, snapshot, live = (cluster.pools, cluster.invalid, cluster.snapshot,
                                           cluster.live)

@@ -67,9 +67,11 @@ class EngineCall:
 
 def read_cluster(views: Mapping[str, Iterable[dict[str, Any]]],
                  allow_privileged_namespaces: Iterable[str] = (),
-                 parse_cache: ParseCache | None = None) -> ClusterInputs:
+                 parse_cache: ParseCache | None = None,
+                 node_pool_limits: Mapping[str, Mapping[str, Any]] | None = None
+                 ) -> ClusterInputs:
     """`views`: the slim views per VIEW_NAMES key (missing keys count as empty);
-    `parse_cache`: see `parse_pools`."""
+    `parse_cache`: see `parse_pools`; `node_pool_limits`: see `build_snapshot`."""
     nodes = {view["metadata"]["name"]: view for view in views.get("nodes", ())}
     pods = list(views.get("pods", ()))
     accelerator_pools = list(views.get("accelerator_pools", ()))
@@ -77,7 +79,7 @@ def read_cluster(views: Mapping[str, Iterable[dict[str, Any]]],
                                  parse_cache)
     valid_keys = {p.key for p in pools}
     snapshot = build_snapshot(nodes.values(), pods_for_snapshot(pods, valid_keys),
-                              accelerator_pools)
+                              accelerator_pools, node_pool_limits=node_pool_limits)
     live = {d.key: d for d in map(live_deployment, views.get("deployments", ()))
             if d is not None}
     return ClusterInputs(nodes, pods, accelerator_pools, pools, invalid, snapshot, live,

@@ -56,6 +56,7 @@ class Settings(BaseModel):
     toleration_seconds: int = Field(30, ge=0)
     replace_pods_on_failed_nodes: bool = True
     read_autoscaler_events: bool = True  # list Events on pods waiting in elastic pools
+    read_karpenter_limits: bool = True  # list Karpenter NodePools: their limits cap maxNodes
     # unhealthy share of a zone's nodes from which our pods there are neither replaced nor removed
     unhealthy_zone_threshold: float = Field(0.55, gt=0, le=1)
     stockout_seconds: float = Field(30.0, gt=0)  # Pending this long: node pool stocked out
@@ -148,6 +149,9 @@ HELP: dict[str, str | None] = {
     "read_autoscaler_events": "read the Events an autoscaler (Karpenter, the cluster "
                               "autoscaler) posts on our pods waiting for nodes in elastic pools, "
                               "so a failed scale-up spills at once (needs list on events)",
+    "read_karpenter_limits": "read the spec.limits of Karpenter NodePools whose nodes elastic "
+                             "AcceleratorPools select: a pool grows to no more nodes than they "
+                             "allow (needs list on nodepools.karpenter.sh)",
     "unhealthy_zone_threshold": "share of a zone's nodes unhealthy at once (and more than 2) "
                                 "from which our pods there are neither replaced nor scaled down, "
                                 "as the node lifecycle controller stops evicting",

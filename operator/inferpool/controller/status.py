@@ -152,10 +152,23 @@ def accelerator_pool_status(body: Mapping[str, Any], snapshot: ClusterSnapshot,
     ready_nodes = [n for n in nodes if n.ready and n.schedulable]
     total = sum(n.allocatable for n in nodes)
     allocatable = sum(n.allocatable for n in ready_nodes)
+    elastic = snapshot.pool(pool).elastic if pool is not None else None
+    message = f"{len(ready_nodes)}/{len(nodes)} nodes Ready and schedulable"
+    reason = "NodesReady" if ready_nodes else "NoReadyNodes"
+    grows = elastic is not None and elastic.max_nodes > len(nodes)
+    if elastic is not None:
+        message += f"; elastic: may grow to {elastic.max_nodes} nodes"
+        if elastic.limited_by:
+            message += f" ({elastic.limited_by}; maxNodes is {elastic.declared_max_nodes})"
+        reason = "NodesReady" if ready_nodes else "CanGrow" if grows else "AtNodeLimit"
     conditions = with_conditions(body, [
-        _cond("Ready", bool(ready_nodes), "NodesReady" if ready_nodes else "NoReadyNodes",
-              f"{len(ready_nodes)}/{len(nodes)} nodes Ready and schedulable", generation, now),
+        _cond("Ready", bool(ready_nodes) or grows, reason, message, generation, now),
     ])
-    return {"observedGeneration": generation, "nodes": len(nodes), "readyNodes": len(ready_nodes),
-            "acceleratorsTotal": total, "acceleratorsAllocatable": allocatable,
-            "acceleratorsInUse": in_use.get(name, 0), "conditions": conditions}
+    status: dict[str, Any] = {
+        "observedGeneration": generation, "nodes": len(nodes), "readyNodes": len(ready_nodes),
+        "acceleratorsTotal": total, "acceleratorsAllocatable": allocatable,
+        "acceleratorsInUse": in_use.get(name, 0), "conditions": conditions}
+    if elastic is not None:
+        status["maxNodes"] = elastic.max_nodes
+        status["maxNodesLimitedBy"] = elastic.limited_by
+    return status

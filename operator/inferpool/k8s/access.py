@@ -28,7 +28,8 @@ Scope = Literal["cluster", "release-namespace", "watched-namespaces"]
 # Cluster-scoped resources: granted by the ClusterRole in every mode. In the namespaced mode
 # (`watchNamespaces`) every other "cluster" rule becomes a Role in each watched namespace.
 CLUSTER_SCOPED: frozenset[str] = frozenset({"nodes", "acceleratorpools",
-                                            "acceleratorpools/status", "tokenreviews",
+                                            "acceleratorpools/status", "nodepools",
+                                            "tokenreviews",
                                             "subjectaccessreviews"})
 
 
@@ -89,6 +90,10 @@ ACCESS: tuple[Access, ...] = (
            "acceleratorpools: declared node pools (selector, family, price, capacity type)"),
     Access("inferpool.dev", "acceleratorpools/status", ("patch",), "cluster",
            "acceleratorpools/status: report each pool's nodes and accelerators"),
+    Access("karpenter.sh", "nodepools", ("list",), "cluster",
+           "nodepools: the spec.limits of Karpenter NodePools whose nodes elastic "
+           "AcceleratorPools select; a pool grows to no more nodes than they allow",
+           when="operator.readKarpenterLimits"),
     Access("", "events", ("create",), "cluster",
            "events: placement decisions and failovers, on the InferencePools they concern "
            "(repeats are deduplicated in the operator, never patched)"),
