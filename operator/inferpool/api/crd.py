@@ -95,7 +95,8 @@ ACCELERATOR_POOL = Resource(
                 "Accelerators allocatable on Ready nodes"),
         _column("In-Use", "integer", ".status.acceleratorsInUse", "Accelerators requested by pods"),
         _column("Max-Nodes", "integer", ".status.maxNodes",
-                "Elastic pools: the most nodes planned on (maxNodes or the autoscaler's limit)"),
+                "Elastic pools: the most nodes planned on (maxNodes or the autoscaler's limit)",
+                priority=1),
         _AGE,
     ),
 )
