@@ -282,6 +282,10 @@ def test_a_node_pools_limit_caps_the_plan_before_karpenter_refuses(
     (the stockout test above) goes to one H100 replica at once, with no wait for a node that
     Karpenter would refuse."""
     sandbox, _ = elastic
+    # Nodes that exist are room whatever the limit: wait until Karpenter has consolidated the
+    # v6e nodes an earlier test left empty.
+    wait_for(lambda: pool_nodes(sandbox, "v6e") == [], timeout=300, interval=2,
+             what="no v6e node left")
     limit = json.dumps({"spec": {"limits": {"google.com/tpu": "8"}}})
     sandbox.kubectl("patch", "nodepools.karpenter.sh", "v6e", "--type=merge", "-p", limit)
     try:
